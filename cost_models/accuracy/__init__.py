@@ -1,0 +1,1 @@
+"""Accuracy of the analytical cost models against published measurements (../shared/reference)."""
