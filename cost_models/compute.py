@@ -168,6 +168,14 @@ def _layer_gemms(plan: TrainingPlan, moe: bool) -> tuple[PassTimes, float]:
     return times, cast_bytes
 
 
+def attention_gemm_times(plan: TrainingPlan) -> PassTimes:
+    """The attention projections' (QKV and output) share of ``MicrobatchCompute.gemm``: one
+    micro-batch on one GPU of an average stage. Every layer, dense or MoE, has the same
+    attention block, so the rest of ``gemm`` is the MLP, expert and router GEMMs."""
+    times, _ = _gemm_pass_times(_attention_gemms(plan), gemm_rate(plan, plan.config.dtype))
+    return times.scaled(plan.model.num_layers / plan.config.pp)
+
+
 def _attention_core(plan: TrainingPlan) -> PassTimes:
     """FlashAttention (or unfused attention) of one layer's local heads."""
     model, cfg = plan.model, plan.config

@@ -35,11 +35,25 @@ class Framework:
     llm-foundry): FlashAttention-style fused attention, data-parallel collectives bucketed and
     overlapped with compute, tensor-parallel collectives overlapped with GEMMs. Megatron-LM
     before 2023 ran unfused attention and reduced gradients after the backward pass.
+
+    DeepSpeed's ZeRO-3 of 2021 differs in how it moves parameters: it gathered them parameter
+    by parameter from Python hooks through list all-gathers (a copy per rank), reaching about
+    one link's bandwidth per GPU even inside an NVLink node (DeepSpeed issues #1174, #1069),
+    so across nodes each GPU's share goes through its own NIC instead of NCCL's multi-rail
+    rings (``fsdp_multi_rail``); and its per-submodule fetch/release hooks gather the weights
+    once more for the recomputed forward before the backward gathers them again
+    (``fsdp_regather_for_recompute``), where FSDP serves both from the backward gather. It
+    also prefetched one module (one weight matrix) ahead rather than one layer
+    (``fsdp_prefetch_per_module``): while a module computes, only the next module's weights
+    arrive, so a small GEMM cannot hide the gather of the large one after it.
     """
 
     flash_attention: bool = True
     overlap_dp_comm: bool = True
     overlap_tp_comm: bool = True
+    fsdp_multi_rail: bool = True
+    fsdp_regather_for_recompute: bool = False
+    fsdp_prefetch_per_module: bool = False
 
 
 MODERN = Framework()

@@ -14,16 +14,21 @@
   (zero1/zero2). Bucketed and overlapped with compute: the reduce hides behind the backward of
   the last micro-batch and the gather behind the forward of the first, except the last (first)
   bucket, which has nothing left to hide behind. ZeRO-3/FSDP gathers the parameters twice and
-  reduce-scatters the gradients every micro-batch, prefetching layer by layer behind compute;
-  the first layer's gather is exposed.
+  reduce-scatters the gradients every micro-batch, one collective per layer (each paying its
+  ring latency), prefetching layer by layer behind compute; the first layer's gather is
+  exposed. ``Framework`` says where a framework does otherwise (one NIC per GPU instead of
+  multi-rail rings, a third gather for the recomputed forward, prefetch one module ahead).
 - Optimizer: Adam is memory-bound; the local optimizer shard is read and written once.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cost_models.comm import GroupLink
 from cost_models.compute import ACT_BYTES
 from cost_models.compute import MicrobatchCompute
+from cost_models.flops import attention_projection_weights
 from cost_models.memory import WEIGHT_BYTES
 from cost_models.memory import grad_bytes
 from cost_models.plan import TrainingPlan
@@ -109,22 +114,104 @@ def _groups(plan: TrainingPlan) -> list[tuple[GroupLink, float, float]]:
     return groups
 
 
-def _fsdp_s(plan: TrainingPlan, mb: MicrobatchCompute) -> float:
-    """ZeRO-3/FSDP per step: 2 parameter all-gathers (bf16) and 1 gradient reduce-scatter
-    (fp32 for bf16 training) per micro-batch, prefetched layer by layer behind the
-    micro-batch's compute. The first layer's gather has nothing to hide behind; of the rest a
-    calibrated share stays exposed (gathers issued just in time, rate-limited prefetch, and
-    collectives slowing the kernels they overlap), unless the compute cannot hide it at all."""
+def _fsdp_link(plan: TrainingPlan, link: GroupLink) -> GroupLink:
+    """The link ZeRO-3 collectives see: NCCL's multi-rail rings, or one NIC per GPU across
+    domains for frameworks that do not reach them (``Framework.fsdp_multi_rail``)."""
+    if plan.framework.fsdp_multi_rail or not link.crosses_domain:
+        return link
+    return replace(link, ranks_per_domain=1)
+
+
+def fsdp_gathers_per_microbatch(plan: TrainingPlan) -> int:
+    """Parameter all-gathers per micro-batch: forward and backward, plus one for the
+    recomputed forward where the framework re-gathers for it."""
+    regather = plan.framework.fsdp_regather_for_recompute and plan.config.recompute == "full"
+    return 3 if regather else 2
+
+
+def fsdp_comm_s(plan: TrainingPlan) -> tuple[float, float]:
+    """(all ZeRO-3 collectives of one micro-batch, the first layer's gather) in seconds.
+
+    The collectives are issued layer by layer (one FSDP unit per layer), so each layer's
+    gather and reduce-scatter pays the ring latency of its own: ``layers * (n-1) * alpha``
+    per pass, which matters on hundreds of ranks."""
     comm = first = 0.0
     grad = grad_bytes(plan.config.dtype)
-    for link, params, layer in _groups(plan):
-        comm += 2 * link.all_gather_s(params * WEIGHT_BYTES) + link.reduce_scatter_s(params * grad)
+    gathers = fsdp_gathers_per_microbatch(plan)
+    layers = max(1.0, plan.layers_per_stage)
+    for group_link_, params, layer in _groups(plan):
+        link = _fsdp_link(plan, group_link_)
+        gather = layers * link.all_gather_s(params * WEIGHT_BYTES / layers)
+        comm += gathers * gather + layers * link.reduce_scatter_s(params * grad / layers)
         first += link.all_gather_s(layer * WEIGHT_BYTES)
+    return comm, first
+
+
+def _layer_weight_matrices(plan: TrainingPlan) -> list[float]:
+    """Parameters of a dense layer's weight matrices in execution order (QKV, output
+    projection, MLP up (and gate), MLP down): the modules a per-module prefetch moves."""
+    model = plan.model
+    h, ffn = model.hidden_size, model.ffn_hidden_size
+    out_proj = model.q_dim * h
+    return [
+        attention_projection_weights(model) - out_proj,
+        out_proj,
+        (model.mlp_matrices - 1) * ffn * h,
+        ffn * h,
+    ]
+
+
+def module_prefetch_s(compute_s: float, comm_s: float, weights: list[float]) -> float:
+    """Time of compute and gathers overlapped one module ahead: while module ``i`` computes,
+    module ``i+1``'s weights arrive, so each slot lasts ``max(c_i, m_{i+1})`` (compute and
+    traffic of a module both in proportion to its weights; layers repeat, hence cyclic).
+    Never less than ``max(compute_s, comm_s)``; equal to it when the modules are uniform."""
+    total = sum(weights)
+    n = len(weights)
+    return sum(max(compute_s * weights[i], comm_s * weights[(i + 1) % n]) / total for i in range(n))
+
+
+def _fsdp_s(plan: TrainingPlan, mb: MicrobatchCompute) -> float:
+    """ZeRO-3/FSDP per step: 2 parameter all-gathers (bf16; 3 where the recomputed forward
+    gathers again) and 1 gradient reduce-scatter (fp32 for bf16 training) per micro-batch,
+    prefetched layer by layer behind the micro-batch's compute. The first layer's gather has
+    nothing to hide behind; of the rest a calibrated share stays exposed (gathers issued just
+    in time, rate-limited prefetch, and collectives slowing the kernels they overlap), unless
+    the compute cannot hide it at all."""
+    comm, first = fsdp_comm_s(plan)
     if not plan.framework.overlap_dp_comm:
         return comm * plan.m
     rest = comm - first
-    exposed = max(plan.cal.fsdp_comm_exposed_fraction * rest, rest - mb.total_s)
+    overlapped = max(mb.total_s, rest)
+    if plan.framework.fsdp_prefetch_per_module:
+        overlapped = module_prefetch_s(mb.total_s, rest, _layer_weight_matrices(plan))
+    exposed = max(plan.cal.fsdp_comm_exposed_fraction * rest, overlapped - mb.total_s)
     return (first + exposed) * plan.m
+
+
+def data_parallel_traffic_s(plan: TrainingPlan) -> dict[str, float]:
+    """Seconds per step of every data-parallel collective before any overlap, by kind:
+    ``gradient_reduce`` (all-reduce, or reduce-scatter with sharding) and ``parameter_gather``
+    (zero1/zero2: once per step; zero3: every gather of every micro-batch). What
+    ``data_parallel_s`` leaves exposed is part of their sum; the rest hides behind compute."""
+    sharding = plan.config.sharding
+    grad = grad_bytes(plan.config.dtype)
+    reduce = gather = 0.0
+    if sharding == "zero3":
+        gathers = fsdp_gathers_per_microbatch(plan)
+        layers = max(1.0, plan.layers_per_stage)
+        for group_link_, params, _ in _groups(plan):
+            link = _fsdp_link(plan, group_link_)
+            gather += gathers * layers * link.all_gather_s(params * WEIGHT_BYTES / layers)
+            reduce += layers * link.reduce_scatter_s(params * grad / layers)
+        return {"gradient_reduce": reduce * plan.m, "parameter_gather": gather * plan.m}
+    for link, params, _ in _groups(plan):
+        if sharding == "none":
+            reduce += link.all_reduce_s(params * grad)
+        else:
+            reduce += link.reduce_scatter_s(params * grad)
+            gather += link.all_gather_s(params * WEIGHT_BYTES)
+    return {"gradient_reduce": reduce, "parameter_gather": gather}
 
 
 def data_parallel_s(plan: TrainingPlan, mb: MicrobatchCompute) -> float:

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -58,34 +59,76 @@ def _spec_from_json(spec_key: str, spec_json: str) -> Any:
 
 
 def evaluate_batch(spec_json: str, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Evaluate a batch of configurations of one job; JSON in, JSON out (Ray-friendly)."""
+    """Evaluate a batch of configurations of one job; JSON in, JSON out (Ray-friendly).
+
+    When the job's kind has a batch evaluator for its evaluator (the vectorised analytical
+    training model), the parsed configurations are evaluated in one call and each trial's
+    ``duration_s`` is its share of that call; otherwise one by one."""
     from tuner.kinds import evaluator_for
     from tuner.kinds import kind_of
 
     spec = _spec_from_json(config_hash(spec_json), spec_json)
     kind = kind_of(spec)
     evaluate = evaluator_for(spec)
+    together = kind.batch_evaluators.get(spec.evaluator.type)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     node = ray_node_id()
-    out = []
-    for raw in configs:
+    outcomes: list[Outcome | None] = [None] * len(configs)
+    seconds = [0.0] * len(configs)
+    parsed: list[tuple[int, Any]] = []
+    for i, raw in enumerate(configs):
         start = time.perf_counter()
         try:
             config = kind.parse_config(raw)
         except ValidationError as exc:
-            outcome = Outcome(error=format_validation_error(exc), feasible=False)
+            outcomes[i] = Outcome(error=format_validation_error(exc), feasible=False)
         else:
-            try:
-                outcome = evaluate(spec, config)
-            except Exception as exc:  # one broken trial must not lose the rest of the batch
-                outcome = Outcome(error=f"evaluator crashed: {type(exc).__name__}: {exc}")
-        dumped = outcome.model_dump(mode="json")
-        dumped["duration_s"] = outcome.duration_s or time.perf_counter() - start
+            if together is None:
+                outcomes[i] = _evaluate_one(evaluate, spec, config)
+            else:
+                parsed.append((i, config))
+        seconds[i] = time.perf_counter() - start
+    if parsed and together is not None:
+        start = time.perf_counter()
+        results = _evaluate_together(together, evaluate, spec, [c for _, c in parsed])
+        share = (time.perf_counter() - start) / len(parsed)
+        for (i, _), done in zip(parsed, results, strict=True):
+            outcomes[i] = done
+            seconds[i] += share
+    out = []
+    for result, elapsed in zip(outcomes, seconds, strict=True):
+        assert result is not None
+        dumped = result.model_dump(mode="json")
+        dumped["duration_s"] = result.duration_s or elapsed
         dumped["details"]["worker"] = worker
         if node:
             dumped["details"]["ray_node_id"] = node
         out.append(dumped)
     return out
+
+
+def _evaluate_one(evaluate: Callable[[Any, Any], Outcome], spec: Any, config: Any) -> Outcome:
+    try:
+        return evaluate(spec, config)
+    except Exception as exc:  # one broken trial must not lose the rest of the batch
+        return Outcome(error=f"evaluator crashed: {type(exc).__name__}: {exc}")
+
+
+def _evaluate_together(
+    together: Callable[[Any, list[Any]], list[Outcome]],
+    evaluate: Callable[[Any, Any], Outcome],
+    spec: Any,
+    configs: list[Any],
+) -> list[Outcome]:
+    """The batch evaluator's outcomes; if it crashes (or miscounts), the configurations one
+    by one, so that one broken configuration fails only its own trial."""
+    try:
+        outcomes = together(spec, configs)
+    except Exception:
+        outcomes = []
+    if len(outcomes) == len(configs):
+        return outcomes
+    return [_evaluate_one(evaluate, spec, config) for config in configs]
 
 
 def ray_node_id() -> str | None:

@@ -59,6 +59,9 @@ class JobKind:
     )
     # evaluator type -> how its trials are dispatched (absent: Dispatch())
     dispatch: dict[str, Dispatch] = field(default_factory=dict)
+    # evaluator type -> function(spec, configs) -> list of Outcome, one per config: the same
+    # outcomes as the per-config evaluator for a whole chunk at once (vectorised models)
+    batch_evaluators: dict[str, Callable[[Any, list[Any]], list[Any]]] = field(default_factory=dict)
 
 
 _KINDS: dict[str, JobKind] = {}

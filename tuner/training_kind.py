@@ -10,6 +10,7 @@ import cost_models
 from cost_models import EVALUATOR_VERSION
 from cost_models import estimate_training
 from cost_models.profiling.calibrated import calibrated_inputs
+from cost_models.vectorised import estimate_training_batch
 from search_spaces.config import TrainingConfig
 from search_spaces.job_spec import TrainingJobSpec
 from search_spaces.training_space import TrainingSpace
@@ -41,32 +42,79 @@ def evaluate_training_analytical(spec: TrainingJobSpec, config: TrainingConfig) 
         est = estimate_training(spec.model, cluster, spec.workload, config, calibration)
     except ValueError as exc:
         return Outcome(error=str(exc), feasible=False)
-    metrics = est.metrics()
-    constraints = {"memory_excess_gib": est.memory_per_gpu_gib - est.memory_capacity_gib}
+    return _analytical_outcome(
+        spec,
+        est.metrics(),
+        est.memory_capacity_gib,
+        est.binding_memory_term,
+        {
+            "breakdown_s": est.breakdown,
+            "memory_breakdown_gib": est.memory_breakdown_gib,
+            "binding_memory_term": est.binding_memory_term,
+            "dp": est.dp,
+            "num_microbatches": est.num_microbatches,
+        },
+    )
+
+
+def evaluate_training_analytical_batch(
+    spec: TrainingJobSpec, configs: list[TrainingConfig]
+) -> list[Outcome]:
+    """``evaluate_training_analytical`` of each config, through the vectorised model in one
+    call: the same metrics, constraints, violations and details (the equality of the two
+    models is tested in tests/cost_models/test_cm_vectorised.py)."""
+    cluster, calibration = calibrated_inputs(
+        spec.cluster, getattr(spec.evaluator, "calibration", None)
+    )
+    batch = estimate_training_batch(spec.model, cluster, spec.workload, configs, calibration)
+    metrics = {k: v.tolist() for k, v in batch.metrics().items()}
+    breakdown = {k: v.tolist() for k, v in batch.breakdown.items()}
+    memory = {k: v.tolist() for k, v in batch.memory_breakdown_gib.items()}
+    dp, micro = batch.dp.tolist(), batch.num_microbatches.tolist()
+    outcomes = []
+    for i, valid in enumerate(batch.valid.tolist()):
+        if not valid:
+            outcomes.append(Outcome(error=batch.error(i), feasible=False))
+            continue
+        binding = batch.binding_term(i)
+        details = {
+            "breakdown_s": {k: v[i] for k, v in breakdown.items()},
+            "memory_breakdown_gib": {k: v[i] for k, v in memory.items()},
+            "binding_memory_term": binding,
+            "dp": dp[i],
+            "num_microbatches": micro[i],
+        }
+        row = {k: v[i] for k, v in metrics.items()}
+        outcomes.append(_analytical_outcome(spec, row, batch.memory_capacity_gib, binding, details))
+    return outcomes
+
+
+def _analytical_outcome(
+    spec: TrainingJobSpec,
+    metrics: dict[str, float],
+    capacity_gib: float,
+    binding_memory_term: str,
+    details: dict[str, Any],
+) -> Outcome:
+    """The trial outcome of one estimate: memory and limit constraints, violations."""
+    memory_gib = metrics["memory_per_gpu_gib"]
+    constraints = {"memory_excess_gib": memory_gib - capacity_gib}
     constraints.update(limit_constraints(metrics, spec.limits))
     violations = []
-    if not est.fits:
+    if memory_gib > capacity_gib:  # TrainingEstimate.fits is memory <= capacity
         violations.append(
-            f"out of memory: needs {est.memory_per_gpu_gib:.1f} GiB per GPU of "
-            f"{est.memory_capacity_gib:.1f} GiB (largest term: {est.binding_memory_term})"
+            f"out of memory: needs {memory_gib:.1f} GiB per GPU of "
+            f"{capacity_gib:.1f} GiB (largest term: {binding_memory_term})"
         )
     for key, value in constraints.items():
         if key in spec.limits and value > 0:
             violations.append(f"limit {key}={spec.limits[key]:g} not met")
-    details = {
-        "breakdown_s": est.breakdown,
-        "memory_breakdown_gib": est.memory_breakdown_gib,
-        "binding_memory_term": est.binding_memory_term,
-        "dp": est.dp,
-        "num_microbatches": est.num_microbatches,
-        "evaluator_version": EVALUATOR_VERSION,
-    }
     return Outcome(
         metrics=metrics,
         feasible=not violations,
         violations=violations,
         constraints=constraints,
-        details=details,
+        details={**details, "evaluator_version": EVALUATOR_VERSION},
     )
 
 
@@ -87,6 +135,7 @@ register_kind(
         default_config=lambda spec: spec.config or TrainingConfig(),
         estimate=estimate_training_point,
         evaluators={"analytical": evaluate_training_analytical},
+        batch_evaluators={"analytical": evaluate_training_analytical_batch},
         versions={"analytical": analytical_version()},
         exporters=dict(TRAINING_EXPORTERS),
     )

@@ -180,7 +180,11 @@ Per GPU of an average pipeline stage, micro-batch by micro-batch (`cost_models/t
   all-reduce or AG/RS on the critical path (a calibrated share when overlapped); CP ring
   exchange behind the attention; EP all-to-all across domains when EP spans them; PP sends
   and the 1F1B/interleaved bubble; DP reduce-scatter/all-reduce and gathers hidden behind the
-  last backward / first forward as far as the buckets allow; ZeRO-3/FSDP gathers prefetched.
+  last backward / first forward as far as the buckets allow; ZeRO-3/FSDP gathers and
+  reduce-scatters layer by layer (each paying its ring latency), prefetched one layer ahead.
+  DeepSpeed's ZeRO-3 of 2021 (SC'21 Table 2) is a framework of its own (`plan.Framework`):
+  its gathers reach one NIC per GPU, not NCCL's multi-rail rings, it gathers again for the
+  recomputed forward, and it prefetches one weight matrix ahead, not one layer.
 - **memory** (`memory.py`): weights, gradients and optimizer state per sharding mode,
   activations per recompute mode for GQA/SwiGLU/MoE split by TP/SP/CP times the in-flight
   micro-batches, a working margin; the largest term is reported."""

@@ -24,6 +24,8 @@ Conventions applied where a field is blank (each recorded as an assumption):
   blank.
 - Sharding: Megatron-Core stacks use the distributed optimizer (zero1), Megatron-FSDP and
   PyTorch FSDP FULL_SHARD and ZeRO-3 are zero3, legacy Megatron-LM is plain DDP (none).
+- DeepSpeed (ZeRO-3, 2021) runs as ``DEEPSPEED_2021``: the legacy kernels plus the way its
+  ZeRO-3 moved parameters (``plan.Framework``); the knobs of its rows are as published.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ GPU_TYPES: dict[str, str] = {
 FAMILY_VOCAB = {"GPT3-": 51200, "Nemotron": 256000}  # GPT-2 BPE padded; Nemotron SentencePiece
 LEGACY_FRAMEWORKS = ("Megatron-LM", "DeepSpeed")  # not "Megatron-Core"
 LEGACY = Framework(flash_attention=False, overlap_tp_comm=False)
+# DeepSpeed's ZeRO-3 of 2021 (SC'21 Table 2): legacy kernels, and its own way of moving the
+# parameters (see ``Framework``).
+DEEPSPEED_2021 = Framework(
+    flash_attention=False,
+    overlap_tp_comm=False,
+    fsdp_multi_rail=False,
+    fsdp_regather_for_recompute=True,
+    fsdp_prefetch_per_module=True,
+)
 # An unpublished micro-batch size is guessed (as 1) only where any size up to 4 would leave
 # the pipeline bubble below 5% of the step.
 MAX_GUESSED_MICRO_BATCH = 4
@@ -108,6 +119,8 @@ def _int(row: dict[str, str], key: str, default: int = 0) -> int:
 
 
 def _framework(row: dict[str, str]) -> Framework:
+    if row["framework"].startswith("DeepSpeed"):
+        return DEEPSPEED_2021
     return LEGACY if row["framework"].startswith(LEGACY_FRAMEWORKS) else MODERN
 
 
@@ -160,12 +173,12 @@ def _sharding(row: dict[str, str], replicas: int, framework: Framework) -> str:
         return "none"
     if ("fsdp" in text and "fsdp=0" not in text) or "zero-3" in text:
         return "zero3"
-    return "none" if framework is LEGACY else "zero1"
+    return "zero1" if framework is MODERN else "none"
 
 
 def _recompute(row: dict[str, str], framework: Framework, notes: list[str]) -> str:
     t = row["activation_recompute"].strip().lower()
-    if not t and framework is LEGACY:
+    if not t and framework is not MODERN:
         notes.append("recompute = full (the source's TFLOP/s formula counts it)")
         return "full"
     return "full" if t.startswith("full") else "selective" if t.startswith("selective") else "none"

@@ -12,6 +12,7 @@ import yaml
 from cost_models.accuracy import fit
 from cost_models.accuracy.calibration_file import render_calibration
 from cost_models.accuracy.report import build_report
+from cost_models.accuracy.rows import DEEPSPEED_2021
 from cost_models.accuracy.rows import LEGACY
 from cost_models.accuracy.rows import Inexpressible
 from cost_models.accuracy.rows import convert
@@ -55,6 +56,9 @@ def test_conventions_are_recorded_as_assumptions(reference):
     assert sc21.framework is LEGACY and sc21.config.recompute == "full"
     assert sc21.model.ffn_hidden_size == 4 * sc21.model.hidden_size
     assert sc21.derived_from_tflops
+    zero3 = _by_id(reference, "T0539")  # SC'21 Table 2: DeepSpeed ZeRO-3, no model parallel
+    assert zero3.framework is DEEPSPEED_2021 and zero3.config.sharding == "zero3"
+    assert zero3.config.recompute == "full" and zero3.config.micro_batch_size == 4
     bridge = _by_id(reference, "T0357")  # Bridge Qwen3 MoE: everything published
     assert bridge.framework is MODERN and not bridge.assumptions
     assert bridge.config.ep == 16 and bridge.config.sharding == "zero1"

@@ -16,6 +16,7 @@ import pytest
 from cost_models.accuracy.loso import leave_one_source_out
 from cost_models.accuracy.rows import load_reference
 from cost_models.accuracy.rows import percentile
+from cost_models.accuracy.training import ranking
 from cost_models.accuracy.training import score_rows
 from cost_models.accuracy.training import stats_by
 
@@ -25,12 +26,11 @@ GROUP_MEDIAN_APE_MAX = 10.0  # every source group of MIN_GROUP_ROWS rows or more
 MIN_GROUP_ROWS = 5
 LOSO_MEDIAN_APE_MAX = 15.0
 # Known misses, with why; each keeps a bound of its own so that it cannot get worse unseen.
-KNOWN_MISSES = {
-    # DeepSpeed ZeRO-3 in 2021 at 384-2240 GPUs lost 2-4x to parameter gathers it did not hide
-    # (throughput per GPU fell 3x from mbs 4 to mbs 1 at fixed global batch); the model's
-    # prefetched FSDP does not reproduce that, while the 6 PTD-P rows of the table fit.
-    "megatron_sc21_table2": 25.0,
-}
+# (None today: SC'21 Table 2's ZeRO-3 rows, 16% before DeepSpeed's 2021 gathers were modelled,
+# are within the target.)
+KNOWN_MISSES: dict[str, float] = {}
+MIN_PICK_SHARE = 0.8  # the run paretune picks is the measured best in 80% of groups
+MIN_MEDIAN_SPEARMAN = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,37 @@ def test_every_source_group_median(scored):
         if s.n < MIN_GROUP_ROWS:
             continue
         assert s.median_ape <= KNOWN_MISSES.get(s.name, GROUP_MEDIAN_APE_MAX), s.name
+
+
+def test_ranking_within_groups_of_runs(scored):
+    """Within a model/GPU/sequence group the model orders the runs as measured and picks the
+    measured best (issue 3 targets)."""
+    groups = ranking(scored[0])
+    rhos = [g.spearman for g in groups if g.spearman is not None]
+    picks = sum(g.pick_is_best for g in groups) / len(groups)
+    print(f"\nranking: median Spearman {statistics.median(rhos):.2f}, picks {100 * picks:.0f}%")
+    assert statistics.median(rhos) >= MIN_MEDIAN_SPEARMAN
+    assert picks >= MIN_PICK_SHARE
+
+
+def test_zero3_without_model_parallelism_stops_scaling(scored):
+    """SC'21 Table 2: at a fixed global batch, DeepSpeed ZeRO-3's total throughput stays flat
+    from 768 to 1536 GPUs (every GPU gathers the whole model each step), while PTD-P's grows
+    nearly 2x. The model reproduces both within 15%."""
+    by_id = {r.row.row_id: r for r in scored[0]}
+
+    def totals(row_id):
+        """(measured, predicted) tokens/s of the whole cluster."""
+        r = by_id[row_id]
+        gpus = r.row.cluster.num_gpus
+        return r.row.measured_tokens_per_s_per_gpu * gpus, r.predicted_tokens_per_s_per_gpu * gpus
+
+    growth = {}
+    for small, large in (("T0540", "T0541"), ("T0546", "T0547")):  # ZeRO-3, PTD-P; 175B
+        (m_small, p_small), (m_large, p_large) = totals(small), totals(large)
+        growth[small] = p_large / p_small
+        assert growth[small] == pytest.approx(m_large / m_small, rel=0.15), (small, large)
+    assert growth["T0540"] < 1.2 and growth["T0546"] > 1.7
 
 
 def test_moe_rows_are_held_to_a_bound(scored):
