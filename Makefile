@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The service: API + dashboard on 127.0.0.1:8000, embedded SQLite, local Ray.
+## The service: API + dashboard on 127.0.0.1:8000 and its job runner process, embedded SQLite,
+## local Ray.
 run: setup
 	$(BIN)/paretune serve --host 127.0.0.1 --port 8000
 

@@ -1,4 +1,7 @@
-"""FastAPI dependencies: one session per request (commit on success, rollback on error)."""
+"""FastAPI dependencies: one session per request (commit on success, rollback on error).
+
+Dependencies that only read ``app.state`` are ``async``: FastAPI runs a plain ``def``
+dependency in the thread pool, a thread hop per request for an attribute lookup."""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
 
+from api.read_cache import ResponseCache
+from api.runners import RunnerHandle
 from api.settings import Settings
 from results.repository import JobRepository
 from results.tokens import TokenRepository
-from tuner.runner import JobRunner
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -33,22 +38,40 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_repo(session: SessionDep) -> JobRepository:
+async def get_repo(session: SessionDep) -> JobRepository:
     return JobRepository(session)
 
 
 RepoDep = Annotated[JobRepository, Depends(get_repo)]
 
 
-def get_runner(request: Request) -> JobRunner:
-    runner: JobRunner = request.app.state.runner
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """For read routes that open their session themselves, in the one worker thread their
+    body runs in (a sync dependency costs each request thread hops of its own)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
+async def get_runner(request: Request) -> RunnerHandle:
+    runner: RunnerHandle = request.app.state.runner
     return runner
 
 
-RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+RunnerDep = Annotated[RunnerHandle, Depends(get_runner)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_read_cache(request: Request) -> ResponseCache:
+    cache: ResponseCache = request.app.state.read_cache
+    return cache
+
+
+ReadCacheDep = Annotated[ResponseCache, Depends(get_read_cache)]
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

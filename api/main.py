@@ -1,7 +1,8 @@
-"""The FastAPI application: REST routes, the dashboard, and the background job runner."""
+"""The FastAPI application: REST routes, the dashboard, and the job runner it starts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,18 +20,18 @@ from starlette.types import Scope
 from starlette.types import Send
 
 from api.errors import install_error_handlers
+from api.read_cache import ResponseCache
 from api.routes import catalog
 from api.routes import estimate
 from api.routes import events
+from api.routes import health
 from api.routes import jobs
 from api.routes import specs
+from api.runners import start_runner
 from api.settings import Settings
 from results.db import make_engine
 from results.db import make_session_factory
 from results.db import upgrade_to_head
-from tuner.dispatch import Executor
-from tuner.dispatch import make_executor
-from tuner.runner import JobRunner
 
 log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
@@ -64,6 +65,8 @@ class BodySizeLimit:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; its lifespan opens the database and starts the job runner that
+    ``settings.runner`` names (a supervised process, threads of this process, or none)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -71,30 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         upgrade_to_head(engine)
         app.state.session_factory = make_session_factory(engine)
-        # Ray must be started from the main thread (a Ray driver initialised in a worker
-        # thread kills the process when that thread ends), so it starts here, before serving.
-        executor = make_executor(settings.executor, settings.ray_address)
-
-        def executor_factory() -> Executor:
-            return executor
-
-        runner = JobRunner(
-            app.state.session_factory,
-            executor_factory,
-            max_concurrent_jobs=settings.max_concurrent_jobs,
-            poll_interval_s=settings.poll_interval_s,
-            heartbeat_s=settings.heartbeat_s,
-            stale_after_s=settings.stale_job_after_s,
-        )
+        app.state.read_cache = ResponseCache()
+        runner = start_runner(settings, app.state.session_factory)
         app.state.runner = runner
-        runner.start()
         log.info(
-            "paretune ready: database %s, executor %s",
+            "paretune ready: database %s, executor %s, runner %s",
             engine.url.render_as_string(hide_password=True),
             settings.executor,
+            settings.runner,
         )
         yield
-        runner.stop()
+        await asyncio.to_thread(runner.stop)
         engine.dispose()
 
     app = FastAPI(
@@ -120,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(estimate.router)
     app.include_router(specs.router)
     app.include_router(catalog.router)
+    app.include_router(health.router)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

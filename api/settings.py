@@ -29,6 +29,19 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
     executor: Literal["ray", "local"] = "ray"
+    runner: Literal["embedded", "process", "none"] = Field(
+        default="embedded",
+        description="Where jobs run: 'process' = a runner process the API starts and "
+        "supervises (`paretune serve`'s default: reads never wait for a job's Python work), "
+        "'embedded' = threads of the API process (tests), 'none' = elsewhere "
+        "(`paretune worker` processes sharing the database).",
+    )
+    runner_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the runner process's CPU priority is than the API's.",
+    )
     ray_address: str | None = Field(default=None, description="None = RAY_ADDRESS or a local Ray.")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     poll_interval_s: float = Field(default=1.0, gt=0)
@@ -56,9 +69,33 @@ class Settings(BaseModel):
     )
     allow_command_evaluator: bool = Field(
         default=False,
-        description="Accept jobs with the command evaluator, which run arbitrary programs on "
-        "the workers; off unless the server's operator turns it on.",
+        description="Accept jobs with the command evaluator, which run programs on the "
+        "workers; off unless the server's operator turns it on, and then only the "
+        "command_templates.",
     )
+    command_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="The allow-list: template name -> command template; a job names one as "
+        "evaluator.template (tuner/command_allowlist.py).",
+    )
+
+    @model_validator(mode="after")
+    def _command_allow_list(self) -> Settings:
+        """The command evaluator on means on for the listed templates only: fail at start
+        rather than refuse every command job later."""
+        from tuner.command_allowlist import check_templates
+
+        object.__setattr__(self, "command_templates", check_templates(self.command_templates))
+        if self.allow_command_evaluator and not self.command_templates:
+            raise ValueError(
+                "allow_command_evaluator is on but no command template is allow-listed; give "
+                "`paretune serve --command-template NAME=TEMPLATE` or --command-templates FILE"
+            )
+        if self.command_templates and not self.allow_command_evaluator:
+            raise ValueError(
+                "command_templates are given but allow_command_evaluator is off; turn it on"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -23,9 +23,16 @@ def free_port() -> int:
 class Server:
     """``with Server(workdir, executor) as server:`` runs it; ``server.url`` is its base URL."""
 
-    def __init__(self, workdir: Path, executor: str = "ray", db_url: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        executor: str = "ray",
+        db_url: str | None = None,
+        runner: str = "process",
+    ) -> None:
         self.workdir = workdir
         self.executor = executor
+        self.runner = runner  # `serve --runner`: process (the default), embedded or none
         self.db_url = db_url or f"sqlite:///{workdir / 'paretune.db'}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -35,6 +42,8 @@ class Server:
     def __enter__(self) -> Server:
         cmd = [sys.executable, "-m", "tuner.cli", "serve", "--port", str(self.port)]
         cmd += ["--db", self.db_url, "--executor", self.executor]
+        if self.runner != "process":  # the default (and servers before it had no --runner)
+            cmd += ["--runner", self.runner]
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -60,6 +69,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    @property
+    def pid(self) -> int:
+        """The server (API) process's id."""
+        if self.process is None:
+            raise RuntimeError("the server is not started")
+        return self.process.pid
 
     def submit(self, spec: dict[str, object]) -> str:
         resp = httpx.post(f"{self.url}/v1/jobs", json=spec, timeout=60)

@@ -4,14 +4,16 @@ Starts `paretune serve` (127.0.0.1, a fresh SQLite database, Ray by default), ru
 job to the end (so its front and recommendation exist), starts a long sampled job, and while
 that job writes its trials runs N concurrent clients (threads, one keep-alive connection
 each) against the read routes: the job list, a job, trial pages (the running job's newest,
-the finished job's best), the Pareto front and the recommendation. Each client waits
-``--think-ms`` between requests (0 = back to back). Prints p50/p99/max latency per route and
-overall, requests per second, and the error count (anything but a 200). Clients start at
-random moments within one think time and think 0.5-1.5 times ``--think-ms``, so they do not
-march in step.
+the finished job's best), the Pareto front and the recommendation. The jobs run in the
+runner process the server starts beside its API; ``--runner embedded`` runs them in threads
+of the API process instead (the setup before issue 7), a baseline for the same code.
+Each client waits ``--think-ms`` between requests (0 = back to back). Prints p50/p99/max
+latency per route and overall, requests per second, and the error count (anything but a
+200). Clients start at random moments within one think time and think 0.5-1.5 times
+``--think-ms``, so they do not march in step.
 
     .venv/bin/python -m benchmarks.load [--clients 50] [--seconds 20] [--think-ms 0]
-        [--executor ray|local] [--json]
+        [--executor ray|local] [--runner process|embedded] [--json]
 
 Goal (issue 7): p99 under 100 ms with 50 clients, no errors.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -100,6 +103,12 @@ def client(base: str, paths: dict[str, str], offset: int, until: float, think_s:
                 time.sleep(think_s * rng.uniform(0.5, 1.5))
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; its children excluded)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -122,8 +131,13 @@ def summary(results: Results, seconds: float) -> dict[str, Any]:
     return rows
 
 
-def run(clients: int, seconds: float, think_ms: float, executor: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="pt-load-") as tmp, Server(Path(tmp), executor) as srv:
+def run(
+    clients: int, seconds: float, think_ms: float, executor: str, runner: str = "process"
+) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="pt-load-") as tmp,
+        Server(Path(tmp), executor, runner=runner) as srv,
+    ):
         done = srv.submit(FINISHED_SPEC)
         assert srv.wait(done)["status"] == "succeeded", srv.log_path.read_text()[-2000:]
         running = srv.submit(RUNNING_SPEC)
@@ -138,29 +152,36 @@ def run(clients: int, seconds: float, think_ms: float, executor: str) -> dict[st
             )
             for i in range(clients)
         ]
+        cpu_before_s = process_cpu_s(srv.pid)
         start = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join(seconds + 60)
         elapsed = time.monotonic() - start
+        api_cpu_s = process_cpu_s(srv.pid) - cpu_before_s
         job = srv.job(running)
         return {
             "clients": clients,
             "seconds": round(elapsed, 1),
             "think_ms": think_ms,
             "executor": executor,
+            "runner": runner,
             "job_status_after": job["status"],
             "job_trials_after": job["trials_done"],
             "routes": summary(results, elapsed),
+            # CPU time of the server process (the API; with --runner embedded, the job's
+            # work in it too) per request: the read path's cost, whatever the machine's load.
+            "server_cpu_ms_per_request": round(1000 * api_cpu_s / max(1, results.count), 2),
         }
 
 
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['clients']} clients for {report['seconds']} s (think {report['think_ms']:g} ms),"
-        f" executor {report['executor']}; the running job stored {report['job_trials_after']} "
-        f"trials and was {report['job_status_after']} at the end"
+        f" executor {report['executor']}, runner {report.get('runner', 'process')}; the running"
+        f" job stored {report['job_trials_after']} trials and was {report['job_status_after']}"
+        " at the end"
     )
     print(f"{'route':24} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
     for name, row in report["routes"].items():
@@ -168,7 +189,10 @@ def print_report(report: dict[str, Any]) -> None:
             f"{name:24} {row['requests']:>9} {row['p50_ms']:>8} {row['p99_ms']:>8} "
             f"{row['max_ms']:>8} {row['errors']:>7}"
         )
-    print(f"throughput: {report['routes']['all']['requests_per_s']} requests/s")
+    print(
+        f"throughput: {report['routes']['all']['requests_per_s']} requests/s; server CPU "
+        f"{report['server_cpu_ms_per_request']} ms per request"
+    )
 
 
 def main() -> None:
@@ -177,9 +201,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--think-ms", type=float, default=0.0)
     parser.add_argument("--executor", choices=["ray", "local"], default="ray")
+    parser.add_argument(
+        "--runner",
+        choices=["process", "embedded"],
+        default="process",
+        help="where the server runs jobs (embedded: in the API process, the old setup)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(args.clients, args.seconds, args.think_ms, args.executor)
+    report = run(args.clients, args.seconds, args.think_ms, args.executor, args.runner)
     print(json.dumps(report, indent=2)) if args.json else print_report(report)
 
 

@@ -184,6 +184,7 @@ def serving_case(
         decode_terms=decode,
         prefill_terms=dep.prefill.prefill_terms(isl),
         kv_transfer_s=kv_transfer_s(dep, isl),
+        chunk_tokens=dep.prefill.profile.chunk_tokens,
     )
 
 

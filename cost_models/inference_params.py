@@ -61,6 +61,7 @@ class ServingCalibration(_Data):
     collective_latency_s: float = Field(ge=0)
     link_cost: float = Field(gt=0)
     request_latency_s: float = Field(ge=0)
+    first_token_steps: float = Field(ge=0)
     disagg_latency_s: float = Field(ge=0)
     prefill_burst_fraction: float = Field(ge=0, le=1)
     prefill_interference: float = Field(ge=0)

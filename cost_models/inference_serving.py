@@ -12,12 +12,16 @@ as the benchmarks behind the reference rows do), per attention rank with B runni
 - aggregated: every running request's prompt is batched into the others' decode iterations, so
   TPOT = t_decode(B) + interference * (B - 1) * w_prefill / output_len, where w_prefill is the
   work a prompt adds (GEMMs, attention, collective bytes; it shares the iterations' launches
-  and weight reads); a new prompt waits for the work of the prompts that arrived with it, for
-  the running iteration to end (half a decode step on average) and for the iteration that
-  carries it: TTFT0 = t_prefill + burst * (B - 1) * w_prefill + 1.5 * t_decode.
+  and weight reads); a new prompt waits for the work of the prompts that arrived with it
+  (burst * (B - 1) of them) and for decode iterations: ``first_token_steps`` of them (the one
+  in flight, the one carrying it, a step-late return of the token) plus one per prefill
+  iteration ahead of it, since with chunked prefill every iteration that carries up to
+  ``chunk_tokens`` prompt tokens also runs the batch's decode step:
+  TTFT0 = t_prefill + burst * (B - 1) * w_prefill
+          + (first_token_steps + burst * (B - 1) * ISL / chunk + ceil(ISL / chunk) - 1) * t_decode.
 - disaggregated: the decode pool runs undisturbed, TPOT = t_decode(B); a prompt waits for the
   prompts of its cohort on its prefill rank, for its KV transfer to the decode pool, the
-  hand-off between the pools and the decode pool's first step.
+  hand-off between the pools and the decode pool's first ``first_token_steps`` steps.
 - both: the server's fixed latency to a first token (HTTP, tokenisation, admission) adds on.
 - throughput X (requests/s) is the smallest of what the clients send (C / cycle, with
   cycle = TTFT0 + (output_len - 1) * TPOT), what the running slots complete, and (disaggregated)
@@ -59,6 +63,7 @@ class ServingCase:
     decode_terms: dict[str, float]  # ideal terms of a decode step at batch_per_rank
     prefill_terms: dict[str, float]  # ideal terms of one request's prefill
     kv_transfer_s: float = 0.0  # ideal seconds to move one prompt's KV to the decode pool
+    chunk_tokens: int = 8192  # prompt tokens one (aggregated) iteration carries at most
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class CaseArrays:
     decode_terms: FloatArray  # shape (cases, len(TERMS))
     prefill_terms: FloatArray
     kv_transfer_s: FloatArray
+    chunk_tokens: FloatArray
 
     @classmethod
     def of(cls, cases: Sequence[ServingCase]) -> CaseArrays:
@@ -92,6 +98,7 @@ class CaseArrays:
             decode_terms=np.asarray([[c.decode_terms[t] for t in TERMS] for c in cases]),
             prefill_terms=np.asarray([[c.prefill_terms[t] for t in TERMS] for c in cases]),
             kv_transfer_s=col([c.kv_transfer_s for c in cases]),
+            chunk_tokens=col([c.chunk_tokens for c in cases]),
         )
 
 
@@ -134,7 +141,12 @@ def compose(cases: CaseArrays, cal: ServingCalibration) -> ServingTimes:
     burst = 1.0 + cal.prefill_burst_fraction * np.maximum(cohort - 1.0, 0.0)
     transfer = cases.kv_transfer_s * cal.link_cost
     first = np.where(agg, 0.0, transfer + cal.disagg_latency_s)  # the decode pool's first step
-    ttft0 = t_pre + (burst - 1.0) * t_work + 1.5 * t_dec + first + cal.request_latency_s
+    # aggregated: every iteration that carries the prompts ahead (and this prompt's own
+    # chunks but the last) also runs the batch's decode step
+    carried = (burst - 1.0) * cases.input_len / cases.chunk_tokens
+    carried += np.ceil(cases.input_len / cases.chunk_tokens) - 1.0
+    steps = cal.first_token_steps + np.where(agg, carried, 0.0)
+    ttft0 = t_pre + (burst - 1.0) * t_work + steps * t_dec + first + cal.request_latency_s
     decoding = (osl - 1.0) * tpot
     prefill_rate = np.where(agg, np.inf, cases.prefill_ranks / t_pre)
     closed = ~np.isnan(cases.concurrency)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic import field_validator
+from pydantic import model_validator
 
 from search_spaces.specs import Frozen
 from search_spaces.specs import GPUSpec
@@ -66,6 +67,18 @@ class ProfileEvaluatorSpec(_Calibrated):
     max_hidden_size: int | None = Field(
         default=None, ge=64, description="Cap the hidden size (None: only when memory requires)."
     )
+    max_context_len: int | None = Field(
+        default=None,
+        ge=16,
+        description="Serving profiles: cached tokens per request to build at most (prompt + "
+        "output, scaled proportionally and fitted back); None: 2048 on a CPU, device memory "
+        "on a GPU.",
+    )
+    prefill_chunk_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Serving profiles: prefill chunk; None: the backend's chunked-prefill size.",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_cpus: int = Field(
         default=1, ge=1, le=1024, description="CPUs per trial (its threads on a CPU)."
@@ -115,10 +128,24 @@ class CommandMetrics(Frozen):
 
 
 class CommandEvaluatorSpec(Frozen):
-    """Run a user command per trial; knobs fill ``{placeholders}`` in the template."""
+    """Run a user command per trial; knobs fill ``{placeholders}`` in the template.
+
+    Locally (``paretune tune``) ``command`` is the user's own. A server runs only templates its
+    operator allow-listed (``tuner.command_allowlist``): a job names one with ``template`` and
+    the server fills in ``command``."""
 
     type: Literal["command"] = "command"
-    command: str = Field(min_length=1, max_length=10_000, description="Template, shlex-split.")
+    command: str = Field(
+        default="",
+        max_length=10_000,
+        description="Template, shlex-split; on a server, filled in from `template`.",
+    )
+    template: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Name of a command template the server allow-lists (`paretune serve "
+        "--command-template NAME=TEMPLATE`).",
+    )
     timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     resources: CommandResources = Field(default_factory=CommandResources)
     metrics: CommandMetrics = Field(default_factory=CommandMetrics)
@@ -131,6 +158,15 @@ class CommandEvaluatorSpec(Frozen):
     def _placeholders(cls, value: str) -> str:
         command_placeholders(value)
         return value
+
+    @model_validator(mode="after")
+    def _command_or_template(self) -> CommandEvaluatorSpec:
+        if not self.command.strip() and self.template is None:
+            raise ValueError(
+                "give evaluator.command (the command line to run per trial) or, on a server, "
+                "evaluator.template (the name of a template it allow-lists)"
+            )
+        return self
 
 
 def command_placeholders(template: str) -> list[str]:

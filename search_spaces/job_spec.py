@@ -31,15 +31,38 @@ from search_spaces.specs import TrainingWorkload
 SamplerName = Literal["auto", "tpe", "nsga2", "random", "gp"]
 
 
+MAX_DEFAULT_BATCH = 32
+TRIALS_PER_BATCH = 25  # rounds of feedback the default batch size leaves a sampled search
+
+
 class Budget(Frozen):
     trials: int = Field(default=200, ge=1, le=100_000, description="Evaluations at most.")
-    batch_size: int = Field(default=32, ge=1, le=4096, description="Trials asked per batch.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Trials asked per batch (run in parallel, then told to the sampler "
+        "together). Unset: trials // 25, between 1 and 32 (8 for 200 trials), so a sampled "
+        "search learns from about 25 rounds of results; set it to keep more trials in flight.",
+    )
     exhaustive_limit: int = Field(
         default=20000,
         ge=0,
         le=1_000_000,
         description="Evaluate every valid point when the space has at most this many.",
     )
+
+    def batch(self) -> int:
+        """Trials per ask/tell round: ``batch_size`` when given, else sized to the budget.
+
+        A sampler learns only between batches: 32 trials per batch (the old default) left a
+        50-trial search one round of feedback, and measured 0.86-0.89 of the exhaustive
+        hypervolume at 50 trials against 0.90-0.95 with 8 (benchmarks/search_efficiency.py).
+        Batches matter less for cost: analytical trials are dispatched in chunks anyway.
+        """
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, min(MAX_DEFAULT_BATCH, self.trials // TRIALS_PER_BATCH))
 
 
 class SamplerSpec(Frozen):

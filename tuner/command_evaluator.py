@@ -92,6 +92,11 @@ def check_command(spec: Any) -> None:
     """Every placeholder must name something ``command_values`` offers (before any trial)."""
     s = spec.evaluator
     assert isinstance(s, CommandEvaluatorSpec)
+    if not s.command.strip():
+        raise ValueError(
+            f"template '{s.template}' is one a paretune server allow-lists and fills in as "
+            "evaluator.command; for a local run (`paretune tune`) give evaluator.command"
+        )
     kind = kind_of(spec)
     known = command_values(spec, kind.default_config(spec))
     unknown = sorted({n for n in command_placeholders(s.command) if n not in known})

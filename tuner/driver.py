@@ -37,6 +37,7 @@ from tuner.recommend import recommend
 from tuner.study import make_sampler
 from tuner.study import make_study
 from tuner.study import rehydrate
+from tuner.study import stored_params
 
 CHUNK_SIZE = 128  # configurations per executor task: amortises Ray's ~1 ms per-task overhead
 
@@ -227,7 +228,7 @@ def run_search(
     state = _Evaluated(spec, existing)
     dispatching = DispatchingExecutor.for_spec(spec, executor)
     spec_json = json.dumps(spec.model_dump(mode="json"))
-    _, sampler_info = make_sampler(spec.sampler)
+    _, sampler_info = make_sampler(spec.sampler, spec.budget.batch())
     cancelled = False
     if plan.mode == "exhaustive":
         sampler_info = {"name": "exhaustive", "optuna_version": optuna.__version__}
@@ -304,8 +305,10 @@ class _Explorer:
             config = self.pool.pop()
             if config.key() in seen:
                 continue
-            params = config.model_dump(mode="json")
-            study.enqueue_trial({k: v for k, v in params.items() if k in dists})
+            params = stored_params(dists, config.model_dump(mode="json"), self.space)
+            if params is None:
+                continue
+            study.enqueue_trial(params)
             added += 1
         return added
 
@@ -323,17 +326,17 @@ def _sampled_search(
     """Optuna ask/tell in batches. Invalid points are told PRUNED and never dispatched;
     repeated points reuse their first evaluation; a stalled sampler gets unseen points
     enqueued. Returns True when stopped early."""
-    sampler, _ = make_sampler(spec.sampler)
+    sampler, _ = make_sampler(spec.sampler, spec.budget.batch())
     study = make_study(spec.objectives, sampler)
     dists = space.to_optuna()
     for t in state.by_key.values():
-        rehydrate(study, dists, t.config, _values(t, spec), t.details.get("constraints"))
+        rehydrate(study, dists, t.config, _values(t, spec), t.details.get("constraints"), space)
     budget = spec.budget.trials
     explorer = _Explorer(space, spec.sampler.seed + len(state.by_key))
     while len(state.by_key) < budget:
         if sink.should_stop():
             return True
-        n = min(spec.budget.batch_size, budget - len(state.by_key))
+        n = min(spec.budget.batch(), budget - len(state.by_key))
         before = len(state.by_key)
         _ask_evaluate_tell(study, dists, space, n, executor, spec_json, state, sink, spec)
         if progress:

@@ -24,7 +24,8 @@ from search_spaces.objectives import Objective
 from tuner.evaluation import Outcome
 from tuner.recommend import front_of
 
-ERROR_METRICS = ("step_time_s", "memory_per_gpu_gib")
+# reported for every job besides its objectives (those a kind does not produce are skipped)
+ERROR_METRICS = ("step_time_s", "ttft_ms", "tpot_ms", "memory_per_gpu_gib")
 
 
 def pick_candidates(

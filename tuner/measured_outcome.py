@@ -1,10 +1,16 @@
 """Outcomes of measured trials: feasibility from what was measured, and the analytical
-prediction kept beside the measurement (``details["predicted"]`` / ``details["measured"]``)."""
+prediction kept beside the measurement (``details["predicted"]`` / ``details["measured"]``).
+
+Training trials are feasible when the measured memory fits and the limits are met; serving
+trials also when the measured TTFT and TPOT meet the workload's SLOs and the deployment keeps
+up with an open-loop request rate (the same constraints the analytical inference kind sets).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cost_models.inference import InferenceEstimate
 from tuner.evaluation import Outcome
 from tuner.evaluation import limit_constraints
 
@@ -35,6 +41,56 @@ def measured_outcome(
     for key in spec.limits:
         if constraints[key] > 0:
             violations.append(f"limit {key}={spec.limits[key]:g} not met")
+    details = {
+        **details,
+        "measured": metrics,
+        "predicted": predicted,
+        "prediction_error": prediction_errors(predicted, metrics),
+    }
+    return Outcome(
+        metrics=metrics,
+        feasible=not violations,
+        violations=violations,
+        constraints=constraints,
+        details=details,
+    )
+
+
+def _serving_violations(
+    spec: Any, est: InferenceEstimate, constraints: dict[str, float]
+) -> list[str]:
+    w, out = spec.workload, []
+    if constraints["memory_excess_gib"] > 0:
+        out.append(
+            f"out of memory: measured {est.memory_per_gpu_gib:.2f} GiB per GPU (weights, KV "
+            f"cache, workspace, reserve) of {est.memory_capacity_gib:.2f} GiB"
+        )
+    if constraints.get("ttft_slo_excess_ms", 0) > 0:
+        out.append(f"measured TTFT {est.ttft_ms:.1f} ms exceeds the SLO of {w.ttft_ms:g} ms")
+    if constraints.get("tpot_slo_excess_ms", 0) > 0:
+        out.append(f"measured TPOT {est.tpot_ms:.2f} ms exceeds the SLO of {w.tpot_ms:g} ms")
+    if constraints.get("request_rate_excess", 0) > 0:
+        out.append(f"measured throughput cannot keep up with {w.request_rate:g} requests/s")
+    for key, bound in spec.limits.items():
+        if constraints.get(key, 0) > 0:
+            out.append(f"limit {key}={bound:g} not met")
+    return out
+
+
+def serving_outcome(
+    spec: Any,
+    metrics: dict[str, float],
+    predicted: dict[str, float],
+    measured: InferenceEstimate,
+    details: dict[str, Any],
+) -> Outcome:
+    """A measured serving trial: ``measured`` is the analytical estimate with the measured
+    TTFT, TPOT, memory and saturation in place, checked like an analytical one."""
+    from tuner.inference_kind import slo_constraints
+
+    constraints = slo_constraints(spec, measured)
+    constraints.update(limit_constraints(metrics, spec.limits))
+    violations = _serving_violations(spec, measured, constraints)
     details = {
         **details,
         "measured": metrics,

@@ -1,10 +1,12 @@
-"""Background execution of stored jobs for the server: a small pool of job threads.
+"""Background execution of stored jobs: a small pool of job threads, in a runner process of
+its own (``tuner.worker``; `paretune serve` starts one) or in the API process (tests).
 
 Each thread claims the oldest queued job from the database (atomically, so several server
 processes sharing PostgreSQL never run one job twice), runs it with the driver, writes each
 finished batch of trials as it lands, then the front and the recommendation. A running job
 is heartbeated; jobs whose heartbeat goes stale (their server died) are requeued by whichever
-server sweeps first. Database writes ride out a briefly unavailable database.
+server sweeps first; a runner that is stopped gives its running jobs back to the queue at
+once. Database writes ride out a briefly unavailable database.
 """
 
 from __future__ import annotations
@@ -146,11 +148,13 @@ class DatabaseSink:
         job_id: str,
         objectives: list[Objective],
         lease: Lease | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.factory = factory
         self.job_id = job_id
         self.objectives = objectives
         self.lease = lease
+        self.stopping = stopping
         self._best: TrialRecord | None = None
         self._last_cancel_check = 0.0
         self._cancelled = False
@@ -189,6 +193,8 @@ class DatabaseSink:
     def should_stop(self) -> bool:
         if self.lease is not None and self.lease.lost.is_set():
             return True
+        if self.stopping is not None and self.stopping.is_set():
+            return True  # the runner is shutting down: the job goes back to the queue
         now = time.monotonic()
         if not self._cancelled and now - self._last_cancel_check > 0.2:
             self._last_cancel_check = now
@@ -204,17 +210,21 @@ def execute_job(
     executor: Executor,
     progress: Callable[[int, int], None] | None = None,
     heartbeat_s: float = 5.0,
+    stopping: threading.Event | None = None,
 ) -> tuple[str, SearchResult | None]:
     """Run one claimed (or, from `paretune tune`, running) job to a terminal status, storing
     everything as it goes, and heartbeating it meanwhile.
 
     Returns the final status and, when the search ran, its result. Bad specs and empty
     spaces end the job as failed with a sentence saying why; nothing raises. A job taken
-    from this runner meanwhile (see ``Lease``) returns ``("lost", None)`` untouched.
+    from this runner meanwhile (see ``Lease``) returns ``("lost", None)`` untouched. Once
+    ``stopping`` is set (the runner shuts down) the search stops after its current batch
+    and the job goes back to the queue with its trials: ``("released", None)``; the next
+    runner resumes it at once instead of waiting for its heartbeat to go stale.
     """
     with Lease(factory, job.id, job.worker_id, heartbeat_s) as lease:
         try:
-            return _execute(factory, job, executor, progress, lease)
+            return _execute(factory, job, executor, progress, lease, stopping)
         except JobLostError:
             log.warning("job %s was taken from %s; left to its new runner", job.id, job.worker_id)
             return "lost", None
@@ -226,6 +236,7 @@ def _execute(
     executor: Executor,
     progress: Callable[[int, int], None] | None,
     lease: Lease,
+    stopping: threading.Event | None = None,
 ) -> tuple[str, SearchResult | None]:
     try:
         spec = parse_job_spec(job.spec)
@@ -242,7 +253,7 @@ def _execute(
                 job.id, plan.mode, plan.space_size, plan.trials_planned
             ),
         )
-        sink = DatabaseSink(factory, job.id, spec.objectives, lease)
+        sink = DatabaseSink(factory, job.id, spec.objectives, lease, stopping)
         result = run_search(spec, executor, sink, existing, progress)
     except JobLostError:
         raise
@@ -254,6 +265,9 @@ def _execute(
         return _finish(factory, job.id, "failed", error, lease)
     if lease.lost.is_set():
         raise JobLostError(job.id)
+    stopped = result.cancelled and stopping is not None and stopping.is_set()
+    if stopped and not with_db_retry(factory, lambda repo: repo.is_cancel_requested(job.id)):
+        return _release(factory, job.id, lease)
     with_db_retry(factory, lambda repo: _store_result(repo, job.id, result, lease))
     status = "cancelled" if result.cancelled else "succeeded"
     return _finish(factory, job.id, status, None, lease)[0], result
@@ -269,6 +283,20 @@ def _store_result(repo: JobRepository, job_id: str, result: SearchResult, lease:
         "violations for the nearest misses"
     }
     repo.update_best(job_id, {**best, "sampler": result.sampler, **result.summary})
+
+
+def _release(factory: sessionmaker[Session], job_id: str, lease: Lease) -> tuple[str, None]:
+    """Give a job this runner stops running back to the queue, its trials kept (only while
+    the job is still this runner's: the renewal refuses otherwise)."""
+
+    def write(repo: JobRepository) -> None:
+        lease.renew(repo)
+        lease.end()
+        repo.set_status(job_id, "queued")
+
+    with_db_retry(factory, write)
+    log.info("job %s released to the queue (its runner is stopping)", job_id)
+    return "released", None
 
 
 def _finish(
@@ -305,6 +333,7 @@ class JobRunner:
         poll_interval_s: float = 1.0,
         heartbeat_s: float = 5.0,
         stale_after_s: float = 30.0,
+        worker_id: str | None = None,
     ) -> None:
         if stale_after_s <= 2 * heartbeat_s:
             raise ValueError(
@@ -316,9 +345,9 @@ class JobRunner:
         self.poll_interval_s = poll_interval_s
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
-        self.worker_id = f"server-{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or f"server-{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # seen by the running jobs too: they release
         self._threads: list[threading.Thread] = []
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
@@ -350,10 +379,17 @@ class JobRunner:
         self._wake.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop claiming; running jobs stop after their current batch and go back to the
+        queue (see ``execute_job``). Waits up to ``timeout_s`` for the threads in all."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout_s
         for t in self._threads:
-            t.join(timeout_s)
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def alive(self) -> bool:
+        """True while a thread of this runner runs (after ``stop``: a job still finishing)."""
+        return any(t.is_alive() for t in self._threads)
 
     def _get_executor(self) -> Executor:
         with self._executor_lock:
@@ -378,7 +414,13 @@ class JobRunner:
                     self._wake.clear()
                     continue
                 log.info("job %s claimed by %s", job.id, self.worker_id)
-                execute_job(self.factory, job, self._get_executor(), heartbeat_s=self.heartbeat_s)
+                execute_job(
+                    self.factory,
+                    job,
+                    self._get_executor(),
+                    heartbeat_s=self.heartbeat_s,
+                    stopping=self._stop,
+                )
             except Exception:  # keep the loop alive through database hiccups
                 log.error("job loop error:\n%s", traceback.format_exc())
                 self._stop.wait(self.poll_interval_s)

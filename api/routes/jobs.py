@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -10,29 +11,41 @@ from fastapi import APIRouter
 from fastapi import Body
 from fastapi import HTTPException
 from fastapi import Query
-from fastapi.responses import PlainTextResponse
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from api.deps import ReadCacheDep
 from api.deps import RepoDep
 from api.deps import RunnerDep
+from api.deps import SessionFactoryDep
 from api.deps import SettingsDep
 from api.deps import WriteAccess
 from api.errors import SpecError
+from api.job_json import job_json
+from api.job_json import job_list_json
+from api.read_cache import CachedBody
+from api.read_cache import JobVersion
+from api.read_cache import job_version
 from api.schemas import JobList
 from api.schemas import ObjectivePublic
 from api.schemas import ParetoPublic
 from api.schemas import RecommendationPublic
 from api.schemas import TrialPage
 from api.schemas import error_responses
-from api.schemas import json_response
+from api.trial_pages import trial_page_json
+from results.db import session_scope
 from results.records import JobRecord
 from results.records import TrialRecord
 from results.repository import JobRepository
+from search_spaces.evaluators import CommandEvaluatorSpec
 from search_spaces.job_spec import parse_job_spec
 from search_spaces.objectives import INFERENCE_METRICS
 from search_spaces.objectives import TRAINING_METRICS
 from search_spaces.space import SearchSpace
+from tuner.command_allowlist import resolve_command
+from tuner.command_allowlist import unsafe_values
 from tuner.driver import SpaceEmptyError
 from tuner.driver import build_space
 from tuner.driver import plan_search
@@ -47,23 +60,30 @@ ORDERABLE = ["number", *sorted(set(TRAINING_METRICS) | set(INFERENCE_METRICS))]
 
 
 def validate_spec(
-    raw: dict[str, Any], max_trials: int | None = None, allow_command: bool = False
+    raw: dict[str, Any],
+    max_trials: int | None = None,
+    allow_command: bool = False,
+    command_templates: Mapping[str, str] | None = None,
 ) -> AnyJobSpec:
     """Parse a submitted spec and make sure its space has a valid point (else 422); with
     ``max_trials``, refuse jobs that would run more trials (see ``_check_space``). The
-    command evaluator runs arbitrary programs: refused unless the server allows it."""
+    command evaluator runs programs: refused unless the server allows it, and then only
+    its allow-listed ``command_templates`` (``tuner.command_allowlist``)."""
     try:
         spec = parse_job_spec(raw)
     except ValidationError as exc:
         raise SpecError.from_validation(exc) from None
-    if spec.evaluator.type == "command" and not allow_command:
+    if isinstance(spec.evaluator, CommandEvaluatorSpec) and allow_command:
+        spec = _allow_listed(spec, command_templates or {})
+    elif spec.evaluator.type == "command":
         raise SpecError(
             [
                 (
                     "evaluator.type",
-                    "the command evaluator is off on this server (it runs arbitrary programs); "
-                    "its operator can enable allow_command_evaluator, or run the job locally "
-                    "with `paretune tune`",
+                    "the command evaluator is off on this server (it runs programs); its "
+                    "operator can allow-list command templates (allow_command_evaluator, "
+                    "`paretune serve --command-template NAME=TEMPLATE`), or run the job "
+                    "locally with `paretune tune`",
                 )
             ]
         )
@@ -72,8 +92,21 @@ def validate_spec(
     except UnsupportedError as exc:
         field = "kind" if "kind" in str(exc) else "evaluator"
         raise SpecError([(field, str(exc))]) from None
+    if isinstance(spec.evaluator, CommandEvaluatorSpec):
+        unsafe = unsafe_values(spec, space.knobs)
+        if unsafe:
+            raise SpecError(unsafe)
     _check_space(spec, space, max_trials)
     return spec
+
+
+def _allow_listed(spec: AnyJobSpec, templates: Mapping[str, str]) -> AnyJobSpec:
+    """The spec with its allow-listed command filled in, or a 422 naming what to change."""
+    assert isinstance(spec.evaluator, CommandEvaluatorSpec)
+    evaluator, errors = resolve_command(spec.evaluator, templates)
+    if errors:
+        raise SpecError(errors)
+    return spec.model_copy(update={"evaluator": evaluator})
 
 
 def _over(max_trials: int) -> str:
@@ -121,6 +154,13 @@ def _check_queue(repo: JobRepository, max_jobs: int) -> None:
         )
 
 
+def _version_or_404(session: Session, job_id: str) -> JobVersion:
+    version = job_version(session, job_id)
+    if version is None:
+        raise HTTPException(404, f"no job with id '{job_id}'; GET /v1/jobs lists them")
+    return version
+
+
 def _job_or_404(repo: JobRepository, job_id: str) -> JobRecord:
     job = repo.get_job(job_id)
     if job is None:
@@ -141,7 +181,12 @@ def submit_job(
     runner: RunnerDep,
     settings: SettingsDep,
 ) -> JobRecord:
-    spec = validate_spec(spec_doc, settings.max_trials_per_job, settings.allow_command_evaluator)
+    spec = validate_spec(
+        spec_doc,
+        settings.max_trials_per_job,
+        settings.allow_command_evaluator,
+        settings.command_templates,
+    )
     _check_queue(repo, settings.max_queued_jobs)
     job = repo.create_job(
         spec.model_dump(mode="json"),
@@ -189,23 +234,25 @@ def copy_job(
 
 @router.get("", response_model=JobList, responses=error_responses(503))
 def list_jobs(
-    repo: RepoDep,
+    factory: SessionFactoryDep,
     status: Annotated[
         Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
 ) -> Response:
-    page = JobList(
-        items=repo.list_jobs(status=status, limit=limit, offset=offset),
-        total=repo.count_jobs(status=status),
-    )
-    return json_response(page)
+    with session_scope(factory) as session:
+        body = job_list_json(session, status=status, limit=limit, offset=offset)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{job_id}", response_model=JobRecord, responses=error_responses(404, 503))
-def get_job(job_id: str, repo: RepoDep) -> Response:
-    return json_response(_job_or_404(repo, job_id))
+def get_job(job_id: str, factory: SessionFactoryDep) -> Response:
+    with session_scope(factory) as session:
+        body = job_json(session, job_id)
+    if body is None:
+        raise HTTPException(404, f"no job with id '{job_id}'; GET /v1/jobs lists them")
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -219,10 +266,17 @@ def cancel_job(job_id: str, repo: RepoDep) -> JobRecord:
     return repo.cancel(job_id)
 
 
-@router.get("/{job_id}/trials", response_model=TrialPage, responses=error_responses(404, 503))
+@router.get(
+    "/{job_id}/trials",
+    response_model=TrialPage,
+    responses={304: {"description": "The client's copy (If-None-Match) is current."},
+               **error_responses(404, 503)},
+)  # fmt: skip
 def list_trials(
     job_id: str,
-    repo: RepoDep,
+    request: Request,
+    factory: SessionFactoryDep,
+    cache: ReadCacheDep,
     state: Annotated[Literal["complete", "failed", "pruned"] | None, Query()] = None,
     after: Annotated[
         int | None, Query(ge=-1, le=MAX_INDEX, description="Only trials numbered above.")
@@ -238,26 +292,47 @@ def list_trials(
     ] = "number",
     descending: bool = False,
 ) -> Response:
-    _job_or_404(repo, job_id)
+    """A page of trials; a finished job's pages come from the read cache. ETag and
+    If-None-Match: 304 when the client's page is current."""
     if order_by not in ORDERABLE:
+        with session_scope(factory) as session:
+            _version_or_404(session, job_id)
         raise SpecError([("order_by", f"must be one of: {', '.join(ORDERABLE)}")], "query")
-    items = repo.list_trials(
-        job_id,
-        state=state,
-        after=after,
-        limit=limit,
-        offset=offset,
-        order_by=order_by,
-        descending=descending,
-    )
-    return json_response(TrialPage(items=items, total=repo.count_trials(job_id, state=state)))
+    with session_scope(factory) as session:
+        version = _version_or_404(session, job_id)
+
+        def build() -> CachedBody:
+            return CachedBody.of(
+                trial_page_json(session, job_id, state, after, limit, offset, order_by, descending)
+            )
+
+        key = ("trials", job_id, state, after, limit, offset, order_by, descending)
+        body = cache.read(version, key, build)
+    return body.response(request)
 
 
-@router.get("/{job_id}/pareto", response_model=ParetoPublic, responses=error_responses(404, 503))
-def get_pareto(job_id: str, repo: RepoDep) -> Response:
-    job = _job_or_404(repo, job_id)
-    objectives = [ObjectivePublic(**o) for o in job.spec.get("objectives", [])]
-    return json_response(ParetoPublic(objectives=objectives, points=repo.get_pareto(job_id)))
+@router.get(
+    "/{job_id}/pareto",
+    response_model=ParetoPublic,
+    responses={304: {"description": "The client's copy (If-None-Match) is current."},
+               **error_responses(404, 503)},
+)  # fmt: skip
+def get_pareto(
+    job_id: str, request: Request, factory: SessionFactoryDep, cache: ReadCacheDep
+) -> Response:
+    """The stored front (empty until the job ends); ETag as for the trials."""
+    with session_scope(factory) as session:
+        version = _version_or_404(session, job_id)
+
+        def build() -> CachedBody:
+            repo = JobRepository(session)
+            job = _job_or_404(repo, job_id)
+            objectives = [ObjectivePublic(**o) for o in job.spec.get("objectives", [])]
+            front = ParetoPublic(objectives=objectives, points=repo.get_pareto(job_id))
+            return CachedBody.of(front.model_dump_json().encode())
+
+        body = cache.read(version, ("pareto", job_id), build)
+    return body.response(request)
 
 
 def _trial(repo: JobRepository, job_id: str, number: int) -> TrialRecord:
@@ -274,7 +349,9 @@ def _trial(repo: JobRepository, job_id: str, number: int) -> TrialRecord:
 )
 def get_recommendation(
     job_id: str,
-    repo: RepoDep,
+    request: Request,
+    factory: SessionFactoryDep,
+    cache: ReadCacheDep,
     format: Annotated[
         str | None,
         Query(
@@ -286,7 +363,21 @@ def get_recommendation(
     trial: Annotated[
         int | None, Query(ge=0, le=MAX_INDEX, description="Any trial instead of the pick.")
     ] = None,
-) -> Response | RecommendationPublic:
+) -> Response:
+    """The recommended configuration with its launch files (or one of them, ``format``);
+    a finished job's answers come from the read cache."""
+    with session_scope(factory) as session:
+        version = _version_or_404(session, job_id)
+        key = ("recommendation", job_id, format, trial)
+        body = cache.read(
+            version, key, lambda: _recommendation(JobRepository(session), job_id, format, trial)
+        )
+    return body.response(request)
+
+
+def _recommendation(
+    repo: JobRepository, job_id: str, format: str | None, trial: int | None
+) -> CachedBody:
     job = _job_or_404(repo, job_id)
     spec = parse_job_spec(job.spec)
     if trial is not None:
@@ -308,8 +399,10 @@ def get_recommendation(
             [("format", f"unknown format '{format}'; use one of: {', '.join(formats)}")], "query"
         )
     if format is not None and format != "json":
-        return PlainTextResponse(export(format, spec, config, metrics))
+        text = export(format, spec, config, metrics)
+        return CachedBody.of(text.encode(), "text/plain; charset=utf-8")
     launch = {f: export(f, spec, config, metrics) for f in formats if f not in ("json", "yaml")}
-    return RecommendationPublic(
+    rec_public = RecommendationPublic(
         trial_number=number, config=config, metrics=metrics, reason=reason, launch=launch
     )
+    return CachedBody.of(rec_public.model_dump_json().encode())

@@ -51,6 +51,9 @@ BOUNDS = (
     {"prefill_burst_fraction": (1e-4, 1.0)}
     | {f: (1.0, 20.0) for f in ServingCalibration.model_fields if f.endswith("_cost")}
     | {"hbm_cost": (1.0, 1.3)}
+    # the in-flight iteration, the one carrying the prompt, a step-late return (overlap
+    # scheduler / asynchronous output processing) and the streamed token's hand-off
+    | {"first_token_steps": (0.5, 4.0)}
 )
 
 
@@ -74,6 +77,7 @@ PRIORS: dict[str, float] = {
     "collective_latency_s": 4.0e-6,
     "link_cost": 1.5,
     "request_latency_s": 20.0e-3,
+    "first_token_steps": 1.5,
     "disagg_latency_s": 20.0e-3,
     "prefill_burst_fraction": 0.1,
     "prefill_interference": 1.0,

@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 from typing import Literal
 
 from pydantic import BaseModel
@@ -108,11 +110,13 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
-def profile_in_child(request: ProfileRequest, timeout_s: float) -> ProfileResponse:
-    """Run the profile in a fresh Python process; map its fate to a ProfilingError."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(request.threads)}
+def run_in_child(module: str, request: BaseModel, threads: int, timeout_s: float) -> dict[str, Any]:
+    """Run ``python -m module`` with the request as JSON on stdin in a fresh process group and
+    return the JSON object on its last stdout line; a timeout, a signal, a crash or a reported
+    error becomes a ProfilingError with its kind (the trial's failure cause)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cost_models.profiling.runner"],
+        [sys.executable, "-m", module],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -132,13 +136,19 @@ def profile_in_child(request: ProfileRequest, timeout_s: float) -> ProfileRespon
         hint = " (likely killed by the OS for using too much memory)" if name == "SIGKILL" else ""
         raise ProfilingError("crash", f"profile process killed by {name}{hint}: {_tail(err)}")
     try:
-        payload = json.loads(last)
+        payload: dict[str, Any] = json.loads(last)
     except json.JSONDecodeError:
         raise ProfilingError(
             "crash", f"profile process exited with {proc.returncode}: {_tail(err)}"
         ) from None
     if "error" in payload:
         raise ProfilingError(payload.get("kind", "error"), payload["error"])
+    return payload
+
+
+def profile_in_child(request: ProfileRequest, timeout_s: float) -> ProfileResponse:
+    """Run the profile in a fresh Python process; map its fate to a ProfilingError."""
+    payload = run_in_child("cost_models.profiling.runner", request, request.threads, timeout_s)
     return ProfileResponse.model_validate(payload)
 
 
@@ -152,12 +162,12 @@ def _prepare_child() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, 0)
 
 
-def main() -> int:
+def child_main(parse: Callable[[str], Any], run: Callable[[Any], BaseModel]) -> int:
     """Child entry: request on stdin, one JSON line on stdout (the response or an error)."""
     _prepare_child()
-    request = ProfileRequest.model_validate_json(sys.stdin.read())
+    request = parse(sys.stdin.read())
     try:
-        response = profile_in_process(request)
+        response = run(request)
     except ProfilingError as exc:
         print(json.dumps({"error": str(exc), "kind": exc.kind}))
         return 3
@@ -166,6 +176,10 @@ def main() -> int:
         return 4
     print(response.model_dump_json())
     return 0
+
+
+def main() -> int:
+    return child_main(ProfileRequest.model_validate_json, profile_in_process)
 
 
 if __name__ == "__main__":

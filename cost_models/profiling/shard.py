@@ -20,6 +20,7 @@ Choices made here, for a faithful yet cheap measurement:
 from __future__ import annotations
 
 import math
+from typing import Any
 from typing import Literal
 
 from pydantic import BaseModel
@@ -108,28 +109,12 @@ def full_shard(
     kv_len = s_local if cp == 1 else round(workload.seq_len * (cp + 1) / (2 * cp))
     ep = config.ep if model.is_moe else 1
     return ShardSpec(
-        hidden_size=model.hidden_size,
+        **tp_split_fields(model, tp),
         num_layers=layers,
         moe_layers=moe,
-        heads=max(1, model.num_attention_heads // tp),
-        kv_heads=max(1, model.num_kv_heads // tp),
-        head_dim=model.head_dim,
-        attention=model.attention,
-        q_lora_rank=model.q_lora_rank,
-        kv_lora_rank=model.kv_lora_rank,
-        qk_nope_head_dim=model.qk_nope_head_dim,
-        qk_rope_head_dim=model.qk_rope_head_dim,
-        v_head_dim=model.v_head_dim,
-        attention_bias=model.attention_bias,
-        ffn_hidden_size=max(1, model.ffn_hidden_size // tp),
-        ffn_activation=model.ffn_activation,
-        num_experts=model.num_experts,
         local_experts=max(1, model.num_experts // ep) if model.is_moe else 0,
-        experts_per_token=model.experts_per_token,
         moe_ffn_hidden_size=max(1, (model.moe_ffn_hidden_size or 0) // tp) if model.is_moe else 0,
-        shared_experts=model.num_shared_experts,
         ep=ep,
-        vocab_size=max(1, model.vocab_size // tp),
         with_embedding=config.pp == 1,
         micro_batch_size=config.micro_batch_size,
         seq_len=s_local,
@@ -137,6 +122,31 @@ def full_shard(
         causal=cp == 1,
         recompute=config.recompute,
     )
+
+
+def tp_split_fields(model: ModelSpec, tp: int) -> dict[str, Any]:
+    """The architecture fields of a shard that only tensor parallelism changes (heads, FFN
+    width and vocabulary divided by ``tp``; the rest as in the model): shared by the training
+    and the serving shard so the two build the same layers."""
+    return {
+        "hidden_size": model.hidden_size,
+        "heads": max(1, model.num_attention_heads // tp),
+        "kv_heads": max(1, model.num_kv_heads // tp),
+        "head_dim": model.head_dim,
+        "attention": model.attention,
+        "q_lora_rank": model.q_lora_rank,
+        "kv_lora_rank": model.kv_lora_rank,
+        "qk_nope_head_dim": model.qk_nope_head_dim,
+        "qk_rope_head_dim": model.qk_rope_head_dim,
+        "v_head_dim": model.v_head_dim,
+        "attention_bias": model.attention_bias,
+        "ffn_hidden_size": max(1, model.ffn_hidden_size // tp),
+        "ffn_activation": model.ffn_activation,
+        "num_experts": model.num_experts,
+        "experts_per_token": model.experts_per_token,
+        "shared_experts": model.num_shared_experts,
+        "vocab_size": max(1, model.vocab_size // tp),
+    }
 
 
 def shard_params(shard: ShardSpec) -> float:

@@ -1,5 +1,6 @@
-"""The command evaluator runs arbitrary programs: the server refuses such jobs (422, with the
-field and how to enable it) unless its settings allow them; then they run like any job."""
+"""The command evaluator runs programs: the server refuses such jobs (422, with the field and
+how to enable it) unless its settings allow them; then allow-listed templates run like any job
+(the allow-list itself over a real server: test_command_allowlist.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def make_client(tmp_path: Path, allow: bool) -> Iterator[TestClient]:
         executor="local",
         poll_interval_s=0.1,
         allow_command_evaluator=allow,
+        command_templates={"bench": SPEC["evaluator"]["command"]} if allow else {},
     )
     with TestClient(create_app(settings)) as client:
         yield client

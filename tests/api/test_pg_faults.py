@@ -106,7 +106,7 @@ def test_several_servers_never_run_one_job_twice(pg_database: str, tmp_path: Pat
         for final in finals:
             assert_stored_once(servers[0], final, 40)
         logs = "".join(s.log_path.read_text() for s in servers)
-        claims = re.findall(r"job ([0-9a-f]{32}) claimed by (server-[0-9a-f]+)", logs)
+        claims = re.findall(r"job ([0-9a-f]{32}) claimed by (\S+)", logs)
         by_job = {job_id: [w for j, w in claims if j == job_id] for job_id, _ in claims}
         assert sorted(by_job) == sorted(job["id"] for job in jobs)
         assert all(len(workers) == 1 for workers in by_job.values()), by_job

@@ -159,7 +159,9 @@ def test_command_evaluator_is_off_unless_allowed(db_url: str) -> None:
         resp = client.post("/v1/jobs", json=command_spec())
         assert fields(resp) == ["evaluator.type"]
         assert "allow_command_evaluator" in resp.json()["detail"][0]["msg"]
-    with client_for(db_url, allow_command_evaluator=True) as client:
+    command = command_spec()["evaluator"]["command"]
+    allowed = {"allow_command_evaluator": True, "command_templates": {"hello": command}}
+    with client_for(db_url, **allowed) as client:
         assert client.post("/v1/jobs", json=command_spec()).status_code == 202
 
 

@@ -7,6 +7,7 @@ read back from the model, so a wrong factor of 2 anywhere shows up.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -264,3 +265,40 @@ def test_every_format_documents_its_source():
         assert weight_format(d).source
     for d in (DType.bf16, DType.fp8, DType.int4):
         assert kv_format(d).source
+
+
+def _sum_ms(breakdown: dict[str, float], prefix: str, terms: tuple[str, ...] = ()) -> float:
+    return sum(
+        v for k, v in breakdown.items() if k.startswith(prefix) and k[len(prefix) :] in terms
+    )
+
+
+def test_chunked_prefill_iterations_each_carry_a_decode_step():
+    """Aggregated TTFT: the prompts ahead and this prompt's own chunks are prefilled in
+    iterations of at most chunk_tokens prompt tokens, each also running the batch's decode
+    step; smaller chunks therefore add decode steps to the first token, and nothing else."""
+    from cost_models.inference_terms import TERMS
+    from cost_models.inference_terms import WORK_TERMS
+
+    cluster = ClusterSpec(gpu="h200-141gb", num_gpus=8)
+    config = InferenceConfig(tp=8, weight_dtype="fp8", kv_dtype="fp8")
+    base = backend_profile("vllm")
+    small = base.model_copy(update={"chunk_tokens": 2048})
+    isl, clients = 8000, 16
+    big_est = estimate_inference(LLAMA, cluster, load(clients, isl, 500), config, base)
+    small_est = estimate_inference(LLAMA, cluster, load(clients, isl, 500), config, small)
+    assert not big_est.saturated and not small_est.saturated
+    cal = base.calibration
+    dec_ms = _sum_ms(big_est.breakdown, "decode_step.", TERMS)
+    assert dec_ms == pytest.approx(_sum_ms(small_est.breakdown, "decode_step.", TERMS))
+    ahead = cal.prefill_burst_fraction * (clients - 1)  # one worker: every client per rank
+
+    def ttft_ms(est: Any, chunk: int) -> float:
+        pre = _sum_ms(est.breakdown, "prefill.", TERMS)
+        work = _sum_ms(est.breakdown, "prefill.", WORK_TERMS)
+        steps = cal.first_token_steps + ahead * isl / chunk + math.ceil(isl / chunk) - 1
+        return pre + ahead * work + steps * dec_ms + 1e3 * cal.request_latency_s
+
+    assert big_est.ttft_ms == pytest.approx(ttft_ms(big_est, 8192), rel=1e-6)
+    assert small_est.ttft_ms == pytest.approx(ttft_ms(small_est, 2048), rel=1e-6)
+    assert small_est.ttft_ms - big_est.ttft_ms > 3 * dec_ms  # three more own chunks at least

@@ -1,0 +1,76 @@
+"""Jobs with their stored spec and best spliced in are the same JSON, field for field and in
+the same order, as the records pydantic validates and dumps; on SQLite and PostgreSQL, with
+names and errors that spell the placeholders the splice replaces."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+from api.job_json import job_json
+from api.job_json import job_list_json
+from api.schemas import JobList
+from results.db import make_engine
+from results.db import make_session_factory
+from results.db import session_scope
+from results.db import upgrade_to_head
+from results.repository import JobRepository
+from search_spaces.job_spec import parse_job_spec
+from tests.api.conftest import SMALL_SPEC
+
+
+def check(factory: sessionmaker[Session]) -> None:
+    spec = parse_job_spec(SMALL_SPEC).model_dump(mode="json")
+    with session_scope(factory) as session:
+        repo = JobRepository(session)
+        ids = [
+            repo.create_job(spec, 'tricky "spec":{} "best":null ünï', "training").id,
+            repo.create_job({}, "empty spec", "inference").id,
+            repo.create_job(spec, "finished", "training").id,
+        ]
+        repo.claim_next_queued("worker-x")
+        repo.update_best(ids[0], {"trial_number": 3, "metrics": {"mfu": 0.5}, "note": '"spec":{}'})
+        repo.set_status(ids[2], "failed", 'crashed: "best":null\nline two')
+    with session_scope(factory) as session:
+        repo = JobRepository(session)
+        for job_id in ids:
+            record = repo.get_job(job_id)
+            assert record is not None
+            raw = job_json(session, job_id)
+            assert raw is not None
+            assert json.loads(raw) == json.loads(record.model_dump_json())
+            assert list(json.loads(raw)) == list(record.model_dump())
+        assert job_json(session, "no-such-job") is None
+        for status, limit, offset in [(None, 50, 0), (None, 2, 1), ("failed", 50, 0)]:
+            page = JobList(
+                items=repo.list_jobs(status=status, limit=limit, offset=offset),
+                total=repo.count_jobs(status=status),
+            )
+            raw = job_list_json(session, status=status, limit=limit, offset=offset)
+            assert json.loads(raw) == json.loads(page.model_dump_json()), (status, limit)
+
+
+@pytest.fixture
+def sqlite_factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    upgrade_to_head(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def test_jobs_match_the_records_on_sqlite(sqlite_factory: sessionmaker[Session]) -> None:
+    check(sqlite_factory)
+
+
+def test_jobs_match_the_records_on_postgresql(pg_database: str) -> None:
+    engine = make_engine(pg_database)
+    upgrade_to_head(engine)
+    try:
+        check(make_session_factory(engine))
+    finally:
+        engine.dispose()
