@@ -29,10 +29,12 @@ class Server:
         executor: str = "ray",
         db_url: str | None = None,
         runner: str = "process",
+        http: str = "auto",
     ) -> None:
         self.workdir = workdir
         self.executor = executor
         self.runner = runner  # `serve --runner`: process (the default), embedded or none
+        self.http = http  # `serve --http`: auto (httptools + uvloop) or h11 (pure Python)
         self.db_url = db_url or f"sqlite:///{workdir / 'paretune.db'}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,6 +46,8 @@ class Server:
         cmd += ["--db", self.db_url, "--executor", self.executor]
         if self.runner != "process":  # the default (and servers before it had no --runner)
             cmd += ["--runner", self.runner]
+        if self.http != "auto":
+            cmd += ["--http", self.http]
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

@@ -132,11 +132,16 @@ def summary(results: Results, seconds: float) -> dict[str, Any]:
 
 
 def run(
-    clients: int, seconds: float, think_ms: float, executor: str, runner: str = "process"
+    clients: int,
+    seconds: float,
+    think_ms: float,
+    executor: str,
+    runner: str = "process",
+    http: str = "auto",
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="pt-load-") as tmp,
-        Server(Path(tmp), executor, runner=runner) as srv,
+        Server(Path(tmp), executor, runner=runner, http=http) as srv,
     ):
         done = srv.submit(FINISHED_SPEC)
         assert srv.wait(done)["status"] == "succeeded", srv.log_path.read_text()[-2000:]
@@ -167,6 +172,7 @@ def run(
             "think_ms": think_ms,
             "executor": executor,
             "runner": runner,
+            "http": http,
             "job_status_after": job["status"],
             "job_trials_after": job["trials_done"],
             "routes": summary(results, elapsed),
@@ -179,7 +185,8 @@ def run(
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['clients']} clients for {report['seconds']} s (think {report['think_ms']:g} ms),"
-        f" executor {report['executor']}, runner {report.get('runner', 'process')}; the running"
+        f" executor {report['executor']}, runner {report.get('runner', 'process')}, http"
+        f" {report.get('http', 'auto')}; the running"
         f" job stored {report['job_trials_after']} trials and was {report['job_status_after']}"
         " at the end"
     )
@@ -207,9 +214,15 @@ def main() -> None:
         default="process",
         help="where the server runs jobs (embedded: in the API process, the old setup)",
     )
+    parser.add_argument(
+        "--http",
+        choices=["auto", "h11"],
+        default="auto",
+        help="the server's HTTP stack (h11: pure-Python parser on asyncio, the baseline)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = run(args.clients, args.seconds, args.think_ms, args.executor, args.runner)
+    report = run(args.clients, args.seconds, args.think_ms, args.executor, args.runner, args.http)
     print(json.dumps(report, indent=2)) if args.json else print_report(report)
 
 

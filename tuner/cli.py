@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 from typing import Any
+from typing import Literal
 
 import typer
 from pydantic import ValidationError
@@ -239,6 +240,14 @@ def serve(
             "`paretune worker` processes sharing the database)."
         ),
     ] = "process",
+    http: Annotated[
+        str,
+        typer.Option(
+            help="HTTP stack: auto (httptools parser and uvloop event loop, from "
+            "uvicorn[standard]) or h11 (pure-Python parser on asyncio, the baseline of "
+            "benchmarks/load.py)."
+        ),
+    ] = "auto",
 ) -> None:
     """Start the REST API and dashboard, and a job runner process beside it (embedded SQLite
     and local Ray by default)."""
@@ -248,6 +257,8 @@ def serve(
     from api.settings import Settings
     from tuner.command_allowlist import templates_from_options
 
+    if http not in HTTP_STACKS:
+        fail(f"--http must be one of {', '.join(HTTP_STACKS)} (got {http!r})")
     try:
         templates = templates_from_options(command_template or [], command_templates)
     except ValueError as exc:
@@ -278,7 +289,15 @@ def serve(
     # under the load benchmark; none happened in 15 s of it once frozen).
     gc.collect()
     gc.freeze()
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    parser, loop = HTTP_STACKS[http]
+    uvicorn.run(api, host=host, port=port, log_level="info", http=parser, loop=loop)
+
+
+# `serve --http`: uvicorn's protocol and event-loop implementations per choice.
+HTTP_STACKS: dict[str, tuple[Literal["auto", "h11"], Literal["auto", "asyncio"]]] = {
+    "auto": ("auto", "auto"),
+    "h11": ("h11", "asyncio"),
+}
 
 
 @app.command()
