@@ -111,3 +111,9 @@ def test_tune_prints_front_and_writes_launch_files(tmp_path: Path) -> None:
     assert (out / "launch_megatron.sh").read_text().count("--tensor-model-parallel-size") == 1
     front = json.loads((out / "front.json").read_text())
     assert front and all(p["feasible"] for p in front)
+
+
+def test_serve_refuses_an_unknown_http_stack_naming_the_option() -> None:
+    res = runner.invoke(app, ["serve", "--http", "bogus"])
+    assert res.exit_code != 0
+    assert "--http must be one of auto, h11" in res.output
