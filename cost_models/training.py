@@ -162,7 +162,9 @@ def _estimate(
         memory_per_gpu_gib=memory.total_gib,
         memory_capacity_gib=gpu.memory_gib,
         fits=memory.total_gib <= gpu.memory_gib,
-        cost_per_million_tokens_usd=n * gpu.price_per_gpu_hour_usd / 3600 / tokens_per_s * 1e6,
+        cost_per_million_tokens_usd=(
+            n * plan.cluster.gpu_hour_price_usd / 3600 / tokens_per_s * 1e6
+        ),
         dp=plan.dp,
         num_microbatches=plan.m,
         flops_per_step=model_flops,

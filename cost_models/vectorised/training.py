@@ -183,7 +183,7 @@ def _figures(
         "mfu": model_flops / peak,
         "hfu": hw_flops / peak,
         "memory_per_gpu_gib": memory.total_gib,
-        "cost_per_million_tokens_usd": n * gpu.price_per_gpu_hour_usd / 3600 / tokens_per_s * 1e6,
+        "cost_per_million_tokens_usd": n * cluster.gpu_hour_price_usd / 3600 / tokens_per_s * 1e6,
     }
     return figures, model_flops
 

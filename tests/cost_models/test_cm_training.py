@@ -378,3 +378,26 @@ def test_gpus_without_nvlink_give_finite_estimates_with_tensor_parallelism():
             TrainingConfig(tp=4, sequence_parallel=True),
         )
         assert math.isfinite(est.step_time_s) and est.breakdown["tensor_parallel"] > 0
+
+
+def test_cost_uses_the_clusters_price_override_in_both_paths() -> None:
+    """``cluster.price_per_gpu_hour_usd`` overrides the catalog price (scalar and vectorised)."""
+    from cost_models.vectorised import TrainingBatch
+    from cost_models.vectorised import estimate_training_batch
+    from search_spaces.catalog import load_model
+
+    model = load_model("llama-3.1-8b")
+    workload = TrainingWorkload(seq_len=4096, global_batch_size=64)
+    config = TrainingConfig(tp=2, micro_batch_size=1)
+    catalog = ClusterSpec(gpu="h100-sxm-80gb", num_gpus=8)
+    price = 2 * catalog.gpu.price_per_gpu_hour_usd + 1.0
+    override = ClusterSpec(gpu="h100-sxm-80gb", num_gpus=8, price_per_gpu_hour_usd=price)
+    base = estimate_training(model, catalog, workload, config)
+    paid = estimate_training(model, override, workload, config)
+    ratio = price / catalog.gpu.price_per_gpu_hour_usd
+    assert paid.step_time_s == base.step_time_s
+    assert math.isclose(paid.cost_per_million_tokens_usd, base.cost_per_million_tokens_usd * ratio)
+    batch = estimate_training_batch(model, override, workload, TrainingBatch.from_configs([config]))
+    assert math.isclose(
+        batch.estimate(0).cost_per_million_tokens_usd, paid.cost_per_million_tokens_usd
+    )
