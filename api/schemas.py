@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import Response
 from pydantic import BaseModel
 
 from results.records import JobRecord
@@ -59,10 +58,3 @@ _WHY = {
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route's error statuses (422 is documented by FastAPI)."""
     return {code: {"model": ErrorPublic, "description": _WHY[code]} for code in codes}
-
-
-def json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """``model`` as JSON, serialised once by pydantic-core. Returning the model instead makes
-    FastAPI dump it, validate it again against the response model and encode the result:
-    about ten times the work on a page of trials (the read routes' hot path)."""
-    return Response(model.model_dump_json(), status_code, media_type="application/json")
