@@ -78,9 +78,14 @@ def register_evaluator(
     *,
     version: str | None = None,
     dispatch: Dispatch | None = None,
+    batch_fn: Callable[[Any, list[Any]], list[Any]] | None = None,
 ) -> None:
+    """Plug an evaluator into a job kind: ``fn`` per configuration, and optionally
+    ``batch_fn`` for a whole chunk at once (the same outcomes, e.g. a vectorised model)."""
     target = job_kind(kind)
     target.evaluators[evaluator] = fn
+    if batch_fn is not None:
+        target.batch_evaluators[evaluator] = batch_fn
     if version is not None:
         target.versions[evaluator] = version
     if dispatch is not None:

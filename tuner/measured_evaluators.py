@@ -36,6 +36,7 @@ from tuner.measured_outcome import measured_outcome
 from tuner.measured_outcome import serving_outcome
 from tuner.training_kind import analytical_version
 from tuner.training_kind import evaluate_training_analytical
+from tuner.training_kind import evaluate_training_analytical_batch
 
 TASK_TIMEOUT_GRACE_S = 120.0  # the evaluator's own timeout fires first; Ray's is a backstop
 COMMAND_VERSION = "command-0.1"
@@ -129,6 +130,7 @@ register_evaluator(
     evaluate_training_analytical,
     version=f"hybrid-0.1+{analytical_version()}",
     dispatch=Dispatch(finish=run_hybrid_phase, check=_TRAINING_CHECK),
+    batch_fn=evaluate_training_analytical_batch,  # the analytical phase, vectorised
 )
 register_evaluator(
     "inference",

@@ -94,3 +94,15 @@ def test_a_crashing_batch_evaluator_falls_back_to_one_by_one(
     for outcome, want in zip(got, _one_by_one(spec, chunk), strict=True):
         if want is not None:
             assert outcome == want
+
+
+def test_the_hybrid_evaluators_analytical_phase_is_vectorised_too() -> None:
+    """A hybrid job's analytical chunks go through the batch path and store the same."""
+    import tuner.measured_evaluators  # noqa: F401  (registers profile/hybrid/command)
+
+    spec = parse_job_spec({**SPEC, "evaluator": {"type": "hybrid", "top_k": 2}})
+    assert isinstance(spec, TrainingJobSpec)
+    assert "hybrid" in job_kind("training").batch_evaluators
+    chunk = _chunk(spec)[:20]
+    got = [_stored(o) for o in evaluate_batch(json.dumps(spec.model_dump(mode="json")), chunk)]
+    assert got == _one_by_one(spec, chunk)
