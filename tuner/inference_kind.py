@@ -57,19 +57,30 @@ def slo_constraints(spec: InferenceJobSpec, est: InferenceEstimate) -> dict[str,
     return out
 
 
-def _violations(
-    spec: InferenceJobSpec, est: InferenceEstimate, constraints: dict[str, float]
+def slo_violations(
+    spec: InferenceJobSpec,
+    est: InferenceEstimate,
+    constraints: dict[str, float],
+    measured: bool = False,
 ) -> list[str]:
+    """The broken constraints in words; ``measured`` when the figures come from a profile
+    (the serving profile evaluator checks its trials with the same rules)."""
     w, out = spec.workload, []
+    seen = "measured " if measured else ""
     if constraints["memory_excess_gib"] > 0:
+        what = (
+            "weights, KV cache, workspace and reserve"
+            if measured
+            else "weights, workspace and one request's KV cache"
+        )
         out.append(
-            f"out of memory: weights, workspace and one request's KV cache need "
-            f"{est.memory_per_gpu_gib:.1f} GiB per GPU of {est.memory_capacity_gib:.1f} GiB"
+            f"out of memory: {seen}{what} need {est.memory_per_gpu_gib:.2f} GiB per GPU of "
+            f"{est.memory_capacity_gib:.2f} GiB"
         )
     if constraints.get("ttft_slo_excess_ms", 0) > 0:
-        out.append(f"TTFT {est.ttft_ms:.0f} ms exceeds the SLO of {w.ttft_ms:g} ms")
+        out.append(f"{seen}TTFT {est.ttft_ms:.1f} ms exceeds the SLO of {w.ttft_ms:g} ms")
     if constraints.get("tpot_slo_excess_ms", 0) > 0:
-        out.append(f"TPOT {est.tpot_ms:.1f} ms exceeds the SLO of {w.tpot_ms:g} ms")
+        out.append(f"{seen}TPOT {est.tpot_ms:.2f} ms exceeds the SLO of {w.tpot_ms:g} ms")
     if constraints.get("request_rate_excess", 0) > 0:
         out.append(
             f"cannot keep up with {w.request_rate:g} requests/s: the queue grows without bound"
@@ -89,7 +100,7 @@ def evaluate_inference_analytical(spec: InferenceJobSpec, config: InferenceConfi
     metrics = est.metrics()
     constraints = slo_constraints(spec, est)
     constraints.update(limit_constraints(metrics, spec.limits))
-    violations = _violations(spec, est, constraints)
+    violations = slo_violations(spec, est, constraints)
     details = {
         "mode": config.mode,
         "batch_size": est.batch_size,

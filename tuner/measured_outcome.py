@@ -20,27 +20,14 @@ def prediction_errors(predicted: dict[str, float], measured: dict[str, float]) -
     return {k: (predicted[k] - v) / v for k, v in measured.items() if k in predicted and v}
 
 
-def measured_outcome(
-    spec: Any,
+def _with_prediction(
     metrics: dict[str, float],
     predicted: dict[str, float],
-    capacity_gib: float,
+    constraints: dict[str, float],
+    violations: list[str],
     details: dict[str, Any],
 ) -> Outcome:
-    """Feasible when the measured memory fits the device and the job's limits are met."""
-    constraints: dict[str, float] = {}
-    violations = []
-    if "memory_per_gpu_gib" in metrics:
-        constraints["memory_excess_gib"] = metrics["memory_per_gpu_gib"] - capacity_gib
-        if constraints["memory_excess_gib"] > 0:
-            violations.append(
-                f"out of memory: measured {metrics['memory_per_gpu_gib']:.2f} GiB per device "
-                f"of {capacity_gib:.2f} GiB"
-            )
-    constraints.update(limit_constraints(metrics, spec.limits))
-    for key in spec.limits:
-        if constraints[key] > 0:
-            violations.append(f"limit {key}={spec.limits[key]:g} not met")
+    """The trial's outcome, with the prediction, the measurement and their error beside."""
     details = {
         **details,
         "measured": metrics,
@@ -56,25 +43,28 @@ def measured_outcome(
     )
 
 
-def _serving_violations(
-    spec: Any, est: InferenceEstimate, constraints: dict[str, float]
-) -> list[str]:
-    w, out = spec.workload, []
-    if constraints["memory_excess_gib"] > 0:
-        out.append(
-            f"out of memory: measured {est.memory_per_gpu_gib:.2f} GiB per GPU (weights, KV "
-            f"cache, workspace, reserve) of {est.memory_capacity_gib:.2f} GiB"
-        )
-    if constraints.get("ttft_slo_excess_ms", 0) > 0:
-        out.append(f"measured TTFT {est.ttft_ms:.1f} ms exceeds the SLO of {w.ttft_ms:g} ms")
-    if constraints.get("tpot_slo_excess_ms", 0) > 0:
-        out.append(f"measured TPOT {est.tpot_ms:.2f} ms exceeds the SLO of {w.tpot_ms:g} ms")
-    if constraints.get("request_rate_excess", 0) > 0:
-        out.append(f"measured throughput cannot keep up with {w.request_rate:g} requests/s")
-    for key, bound in spec.limits.items():
-        if constraints.get(key, 0) > 0:
-            out.append(f"limit {key}={bound:g} not met")
-    return out
+def measured_outcome(
+    spec: Any,
+    metrics: dict[str, float],
+    predicted: dict[str, float],
+    capacity_gib: float,
+    details: dict[str, Any],
+) -> Outcome:
+    """Feasible when the measured memory fits the device and the job's limits are met."""
+    constraints: dict[str, float] = {}
+    violations: list[str] = []
+    if "memory_per_gpu_gib" in metrics:
+        constraints["memory_excess_gib"] = metrics["memory_per_gpu_gib"] - capacity_gib
+        if constraints["memory_excess_gib"] > 0:
+            violations.append(
+                f"out of memory: measured {metrics['memory_per_gpu_gib']:.2f} GiB per device "
+                f"of {capacity_gib:.2f} GiB"
+            )
+    constraints.update(limit_constraints(metrics, spec.limits))
+    for key in spec.limits:
+        if constraints[key] > 0:
+            violations.append(f"limit {key}={spec.limits[key]:g} not met")
+    return _with_prediction(metrics, predicted, constraints, violations, details)
 
 
 def serving_outcome(
@@ -87,20 +77,9 @@ def serving_outcome(
     """A measured serving trial: ``measured`` is the analytical estimate with the measured
     TTFT, TPOT, memory and saturation in place, checked like an analytical one."""
     from tuner.inference_kind import slo_constraints
+    from tuner.inference_kind import slo_violations
 
     constraints = slo_constraints(spec, measured)
     constraints.update(limit_constraints(metrics, spec.limits))
-    violations = _serving_violations(spec, measured, constraints)
-    details = {
-        **details,
-        "measured": metrics,
-        "predicted": predicted,
-        "prediction_error": prediction_errors(predicted, metrics),
-    }
-    return Outcome(
-        metrics=metrics,
-        feasible=not violations,
-        violations=violations,
-        constraints=constraints,
-        details=details,
-    )
+    violations = slo_violations(spec, measured, constraints, measured=True)
+    return _with_prediction(metrics, predicted, constraints, violations, details)
