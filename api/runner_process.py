@@ -35,7 +35,8 @@ POLL_S = 0.2
 
 
 def worker_command(settings: Settings) -> list[str]:
-    """The `paretune worker` command line for the API's settings."""
+    """The `paretune worker` command line for the API's settings, its command allow-list
+    included (an argument vector, not a shell line: templates need no quoting)."""
     cmd = [sys.executable, "-m", "tuner.cli", "worker", "--supervised"]
     cmd += ["--db", str(settings.database_url), "--executor", settings.executor]
     cmd += ["--max-concurrent-jobs", str(settings.max_concurrent_jobs)]
@@ -45,6 +46,9 @@ def worker_command(settings: Settings) -> list[str]:
     cmd += ["--nice", str(settings.runner_niceness)]
     if settings.ray_address:
         cmd += ["--ray-address", settings.ray_address]
+    # The runner runs only the commands this server allow-lists (no option: none at all).
+    for name, template in sorted(settings.command_templates.items()):
+        cmd += ["--command-template", f"{name}={template}"]
     return cmd
 
 

@@ -100,6 +100,7 @@ def start_runner(settings: Settings, factory: sessionmaker[Session]) -> RunnerHa
         poll_interval_s=settings.poll_interval_s,
         heartbeat_s=settings.heartbeat_s,
         stale_after_s=settings.stale_job_after_s,
+        command_templates=settings.command_templates,
     )
     runner.start()
     return EmbeddedRunner(runner)

@@ -113,6 +113,11 @@ class JobRow(Base):
     worker_id: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the claim filter needs without reading the spec: the evaluator's type and, for a
+    # command job, the SHA-256 of its command line (results.claim_policy). NULL only in rows
+    # an older server stored; runners check those against the spec before running them.
+    evaluator_type: Mapped[str | None] = mapped_column(String(32))
+    command_sha256: Mapped[str | None] = mapped_column(String(64))
 
     trials: Mapped[list[TrialRow]] = relationship(
         back_populates="job", lazy="raise", passive_deletes=True

@@ -30,6 +30,9 @@ from results._queries import jobs
 from results._queries import pareto_points
 from results._queries import recommendations
 from results._queries import trials
+from results.claim_policy import NO_COMMANDS
+from results.claim_policy import CommandPolicy
+from results.claim_policy import evaluator_columns
 from results.orm import JobRow
 from results.orm import utcnow
 from results.records import TERMINAL_STATUSES
@@ -74,6 +77,7 @@ class JobRepository:
             trials_pruned=0,
             trials_infeasible=0,
             cancel_requested=False,
+            **evaluator_columns(spec),
         )
         self.session.add(row)
         self.session.flush()
@@ -96,8 +100,13 @@ class JobRepository:
         query = q.job_filter(select(func.count()).select_from(jobs), status)
         return int(self.session.scalar(query) or 0)
 
-    def claim_next_queued(self, worker_id: str) -> JobRecord | None:
-        """Move the oldest queued job to running for ``worker_id``; ``None`` if none is queued.
+    def claim_next_queued(
+        self, worker_id: str, commands: CommandPolicy = NO_COMMANDS
+    ) -> JobRecord | None:
+        """Move the oldest queued job that ``commands`` lets this runner run to running for
+        ``worker_id``; ``None`` if there is none. Jobs it may not run (command jobs whose
+        command its operator did not allow-list) are skipped and stay queued for a runner
+        that may; by default a claimer runs no command job at all.
 
         Exclusive across processes: on PostgreSQL the candidate row is locked with
         ``FOR UPDATE SKIP LOCKED`` (a rival claimer skips to the next job instead of waiting);
@@ -105,13 +114,12 @@ class JobRepository:
         moves on to the next candidate.
         """
         skip_locked = self.session.get_bind().dialect.name == "postgresql"
+        claimable = commands.claimable()
         for _ in range(_CLAIM_ATTEMPTS):
-            query = (
-                select(jobs.c.id)
-                .where(jobs.c.status == "queued")
-                .order_by(jobs.c.created_at, jobs.c.id)
-                .limit(1)
-            )
+            query = select(jobs.c.id).where(jobs.c.status == "queued")
+            if claimable is not None:
+                query = query.where(claimable)
+            query = query.order_by(jobs.c.created_at, jobs.c.id).limit(1)
             if skip_locked:
                 query = query.with_for_update(skip_locked=True)
             job_id = self.session.scalar(query)
@@ -128,6 +136,25 @@ class JobRepository:
             if claimed:
                 return self._require_job(job_id)
         return None
+
+    def release_unrunnable(self, job_id: str, worker_id: str) -> bool:
+        """Give back to the queue a job ``worker_id`` claimed but may not run (its command is
+        not on that runner's allow-list: a row stored by an older server, without the
+        evaluator columns), filling the columns in from the spec so that the claim filter
+        skips it from now on. False when the job is no longer this runner's."""
+        job = self.get_job(job_id)
+        if job is None:
+            return False
+        owned = and_(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.worker_id == worker_id)
+        released = self._update_jobs(
+            owned,
+            status="queued",
+            started_at=None,
+            worker_id=None,
+            heartbeat_at=None,
+            **evaluator_columns(job.spec),
+        )
+        return released > 0
 
     def requeue_running(self) -> int:
         """Put every running job back in the queue; returns how many.

@@ -320,15 +320,34 @@ def worker(
     supervised: Annotated[
         bool, typer.Option(hidden=True, help="Stop when standard input ends (serve's child).")
     ] = False,
+    command_template: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=TEMPLATE: run command-evaluator jobs whose command is this template; "
+            "repeatable. Without any, this runner leaves command jobs to other runners."
+        ),
+    ] = None,
+    command_templates: Annotated[
+        str | None,
+        typer.Option(help="A YAML file of NAME: TEMPLATE, allow-listed like --command-template."),
+    ] = None,
 ) -> None:
     """Run queued jobs, without the API: start any number, on any machine, against the
     server's database (PostgreSQL when more than one); SIGTERM stops one, its running jobs
-    going back to the queue."""
+    going back to the queue. Command jobs run only when their command is one of this runner's
+    own templates, whichever server admitted them."""
+    from tuner.command_allowlist import templates_from_options
     from tuner.worker import WorkerOptions
     from tuner.worker import run_worker
 
     try:
+        templates = templates_from_options(command_template or [], command_templates)
+    except ValueError as exc:
+        fail(str(exc))
+        raise
+    try:
         options = WorkerOptions.create(
+            command_templates=templates,
             database_url=db,
             executor=executor,
             ray_address=ray_address,

@@ -16,6 +16,11 @@ argument to a shell or to an option parser, e.g. ``bash -c "train {model_name}"`
 starting with ``-``. Knob values come from closed, validated domains (numbers, booleans,
 fixed names); strings a user can choose must look like a plain token.
 
+Admission is not the only check: runners sharing a database may belong to operators with
+other lists, so each runner claims only command jobs whose command is one of its own
+templates (``results.claim_policy``; `paretune worker --command-template`, and the server
+passes its list to the runner process it starts).
+
 The CLI's local ``paretune tune`` does not go through this module: there the user runs their
 own command on their own machine.
 """
@@ -45,7 +50,9 @@ class TemplateError(ValueError):
 
 def check_templates(templates: Mapping[str, str]) -> dict[str, str]:
     """Validate an allow-list: names are short plain tokens, templates split into arguments
-    and use only plain ``{placeholder}`` names."""
+    and use only plain ``{placeholder}`` names. Templates are stripped of surrounding blanks
+    (meaningless to ``shlex``), so a template reads the same however it reached a process:
+    from a file, an option, or the server's options handed to its runner process."""
     out = {}
     for name, template in templates.items():
         where = f"command template '{name}'"
@@ -61,7 +68,7 @@ def check_templates(templates: Mapping[str, str]) -> dict[str, str]:
             command_placeholders(template)
         except ValueError as exc:
             raise TemplateError(f"{where}: {exc}") from None
-        out[name] = template
+        out[name] = template.strip()
     return out
 
 

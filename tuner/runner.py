@@ -17,6 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
+from results.claim_policy import CommandPolicy
 from results.db import session_scope
 from results.records import JobRecord
 from results.records import TrialRecord
@@ -323,6 +325,12 @@ class JobRunner:
     running job is heartbeated every ``heartbeat_s``, and a sweep (at start, then every
     ``heartbeat_s``) requeues jobs whose heartbeat is older than ``stale_after_s``: those
     of a server that died, wherever it ran.
+
+    ``command_templates`` is this runner's own allow-list (its operator's `--command-template`
+    options; none: no command jobs). Admission checked the job against the allow-list of the
+    server that took it, which may not be this one: the runner claims only command jobs whose
+    command is one of its templates, leaving the rest queued for a runner that may run them,
+    and checks the spec again right before running (``results.claim_policy``).
     """
 
     def __init__(
@@ -334,6 +342,7 @@ class JobRunner:
         heartbeat_s: float = 5.0,
         stale_after_s: float = 30.0,
         worker_id: str | None = None,
+        command_templates: Mapping[str, str] | None = None,
     ) -> None:
         if stale_after_s <= 2 * heartbeat_s:
             raise ValueError(
@@ -346,6 +355,7 @@ class JobRunner:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.worker_id = worker_id or f"server-{uuid.uuid4().hex[:8]}"
+        self.commands = CommandPolicy.of_templates(command_templates or {})
         self._wake = threading.Event()
         self._stop = threading.Event()  # seen by the running jobs too: they release
         self._threads: list[threading.Thread] = []
@@ -408,10 +418,13 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 with session_scope(self.factory) as session:
-                    job = JobRepository(session).claim_next_queued(self.worker_id)
+                    job = JobRepository(session).claim_next_queued(self.worker_id, self.commands)
                 if job is None:
                     self._wake.wait(self.poll_interval_s)
                     self._wake.clear()
+                    continue
+                if not self.commands.allows(job.spec):
+                    self._release_unrunnable(job)
                     continue
                 log.info("job %s claimed by %s", job.id, self.worker_id)
                 execute_job(
@@ -424,3 +437,18 @@ class JobRunner:
             except Exception:  # keep the loop alive through database hiccups
                 log.error("job loop error:\n%s", traceback.format_exc())
                 self._stop.wait(self.poll_interval_s)
+
+    def _release_unrunnable(self, job: JobRecord) -> None:
+        """A claimed job whose command this runner's operator did not allow-list (a row the
+        claim filter could not judge, stored by an older server): back to the queue, its
+        evaluator columns filled in so that no runner without the template claims it again."""
+        released = with_db_retry(
+            self.factory, lambda repo: repo.release_unrunnable(job.id, self.worker_id)
+        )
+        log.warning(
+            "job %s %s: its command is not on this runner's allow-list (%s); a runner started "
+            "with --command-template for it may run it",
+            job.id,
+            "left queued" if released else "was taken meanwhile",
+            self.commands.describe(),
+        )

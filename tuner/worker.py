@@ -8,6 +8,8 @@ priority (``nice``) so the API answers first when the machine is busy.
 `paretune serve` starts one runner process and supervises it (``api.runner_process``);
 platform teams can start more, on other machines, against one PostgreSQL database: runners
 claim jobs exclusively and heartbeat them (``tuner.runner``), so any number can share it.
+Each runs only the command jobs its own operator allow-lists (``--command-template``; the
+server passes its own to the runner it supervises), whichever server admitted them.
 
 Signals: SIGTERM or SIGINT stop the runner (running jobs stop after their current batch and
 go back to the queue with their trials); SIGUSR1 makes it look at the queue at once (the API
@@ -64,6 +66,18 @@ class WorkerOptions(BaseModel):
     stale_job_after_s: float = Field(default=30.0, gt=0)
     niceness: int = Field(default=10, ge=0, le=19)
     supervised: bool = False
+    command_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="This runner's allow-list (name -> command template): the only command "
+        "jobs it claims; empty, it runs no command job (tuner.command_allowlist).",
+    )
+
+    @model_validator(mode="after")
+    def _checked_templates(self) -> WorkerOptions:
+        from tuner.command_allowlist import check_templates
+
+        object.__setattr__(self, "command_templates", check_templates(self.command_templates))
+        return self
 
     @model_validator(mode="after")
     def _stale_after_heartbeats(self) -> WorkerOptions:
@@ -143,6 +157,7 @@ def run_worker(options: WorkerOptions) -> int:
         heartbeat_s=options.heartbeat_s,
         stale_after_s=options.stale_job_after_s,
         worker_id=worker_id(),
+        command_templates=options.command_templates,
     )
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -161,13 +176,14 @@ def run_worker(options: WorkerOptions) -> int:
         threading.Thread(target=_watch_stdin, args=(stop,), name="stdin-watch", daemon=True).start()
     runner.start()
     log.info(
-        "runner %s ready (pid %d, niceness %d): database %s, executor %s, %d job slot(s)",
+        "runner %s ready (pid %d, niceness %d): database %s, executor %s, %d job slot(s), %s",
         runner.worker_id,
         os.getpid(),
         nice,
         engine.url.render_as_string(hide_password=True),
         options.executor,
         options.max_concurrent_jobs,
+        runner.commands.describe(),
     )
     while not stop.wait(1.0):  # a timed wait, so signal handlers run promptly
         pass

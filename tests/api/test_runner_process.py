@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from api.runner_process import worker_command
+from api.settings import Settings
 from tests.api.conftest import SMALL_SPEC
 from tests.api.conftest import LiveServer
 from tests.api.conftest import start_server
@@ -202,3 +204,19 @@ def test_workers_started_apart_serve_an_api_without_a_runner(tmp_path: Path) -> 
         assert worker.wait(60) == 0, (tmp_path / "worker.log").read_text()
         log.close()
         stop_server(server)
+
+
+def test_the_runner_process_gets_the_servers_allow_list_verbatim() -> None:
+    """The supervised runner runs exactly the server's templates (quotes, braces and '='
+    included): it claims the command jobs this server admits, and no others."""
+    from tuner.command_allowlist import templates_from_options
+
+    templates = {
+        "bench": "python /opt/bench.py --tp {tp} --name 'a b=c'",
+        "show": "/usr/bin/env echo {model_name}",
+    }
+    settings = Settings(allow_command_evaluator=True, command_templates=templates)
+    cmd = worker_command(settings)
+    given = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--command-template"]
+    assert templates_from_options(given, None) == templates
+    assert "--command-template" not in worker_command(Settings())

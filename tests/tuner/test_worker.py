@@ -115,6 +115,9 @@ def test_worker_options_come_from_the_environment_and_fail_by_name(
         (["--heartbeat-s", "10", "--stale-job-after-s", "15"], "stale_job_after_s"),
         (["--max-concurrent-jobs", "0"], "max_concurrent_jobs"),
         (["--nice", "40"], "niceness"),
+        (["--command-template", "bench"], "NAME=TEMPLATE"),
+        (["--command-template", "b c=python x.py"], "command template 'b c'"),
+        (["--command-templates", "/nonexistent/templates.yaml"], "cannot read"),
     ],
 )
 def test_worker_command_refuses_bad_options_naming_them(
@@ -133,3 +136,11 @@ def test_lower_priority_raises_the_niceness() -> None:
         os._exit(0 if lower_priority(3) == min(19, before + 3) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_worker_options_carry_the_runners_own_allow_list() -> None:
+    options = WorkerOptions(database_url="sqlite://", command_templates={"b": " python b.py "})
+    assert options.command_templates == {"b": "python b.py"}
+    assert WorkerOptions(database_url="sqlite://").command_templates == {}
+    with pytest.raises(ValueError, match="command template 'no space'"):
+        WorkerOptions(database_url="sqlite://", command_templates={"no space": "python b.py"})
