@@ -16,8 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from api.runner_process import RunnerProcess
 from api.runner_process import worker_command
 from api.settings import Settings
-from tuner.dispatch import Executor
-from tuner.dispatch import make_executor
+from tuner.dispatch import shared_executor_factory
 from tuner.runner import JobRunner
 
 
@@ -86,16 +85,10 @@ def start_runner(settings: Settings, factory: sessionmaker[Session]) -> RunnerHa
         process = RunnerProcess(worker_command(settings))
         process.start()
         return SupervisedRunner(process)
-    # Ray must be started from the main thread (a Ray driver initialised in a worker
-    # thread kills the process when that thread ends), so it starts here, before serving.
-    executor = make_executor(settings.executor, settings.ray_address)
-
-    def executor_factory() -> Executor:
-        return executor
-
     runner = JobRunner(
         factory,
-        executor_factory,
+        # made here, in the main thread, before serving (see shared_executor_factory)
+        shared_executor_factory(settings.executor, settings.ray_address),
         max_concurrent_jobs=settings.max_concurrent_jobs,
         poll_interval_s=settings.poll_interval_s,
         heartbeat_s=settings.heartbeat_s,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -176,3 +177,13 @@ def make_executor(kind: str | None = None, address: str | None = None) -> Execut
     if kind == "ray":
         return RayExecutor(address)
     raise ValueError(f"unknown executor '{kind}'; use 'ray' or 'local'")
+
+
+def shared_executor_factory(
+    kind: str | None = None, address: str | None = None
+) -> Callable[[], Executor]:
+    """Make the executor now and return a factory that hands out that one instance, for a
+    ``JobRunner`` whose job threads share it. Call it from the main thread: a Ray driver
+    initialised in a worker thread kills the process when that thread ends."""
+    executor = make_executor(kind, address)
+    return lambda: executor

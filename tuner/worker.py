@@ -39,8 +39,7 @@ from results.db import database_url as resolve_database_url
 from results.db import make_engine
 from results.db import make_session_factory
 from results.db import upgrade_to_head
-from tuner.dispatch import Executor
-from tuner.dispatch import make_executor
+from tuner.dispatch import shared_executor_factory
 from tuner.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -144,14 +143,9 @@ def run_worker(options: WorkerOptions) -> int:
     engine = make_engine(options.database_url)
     upgrade_to_head(engine)  # idempotent; a runner on another machine may start first
     factory = make_session_factory(engine)
-    executor = make_executor(options.executor, options.ray_address)
-
-    def executor_factory() -> Executor:
-        return executor
-
     runner = JobRunner(
         factory,
-        executor_factory,
+        shared_executor_factory(options.executor, options.ray_address),
         max_concurrent_jobs=options.max_concurrent_jobs,
         poll_interval_s=options.poll_interval_s,
         heartbeat_s=options.heartbeat_s,
