@@ -42,16 +42,22 @@ TASK_TIMEOUT_GRACE_S = 120.0  # the evaluator's own timeout fires first; Ray's i
 COMMAND_VERSION = "command-0.1"
 
 
+def _failed_profile(exc: ValueError | ProfilingError) -> Outcome:
+    """A profile that did not produce figures: a configuration the model rejects (its
+    message), or a run that failed (timeout, crash, out of memory: its kind as the cause)."""
+    if isinstance(exc, ProfilingError):
+        return Outcome(error=f"{exc.kind}: {exc}", feasible=False, details={"failure": exc.kind})
+    return Outcome(error=str(exc), feasible=False)
+
+
 def evaluate_training_profile(spec: TrainingJobSpec, config: TrainingConfig) -> Outcome:
     """Run the configuration's per-GPU shard for real (see cost_models.profiling.evaluate)."""
     settings = spec.evaluator
     assert isinstance(settings, ProfileEvaluatorSpec)
     try:
         result = profile_training(spec.model, spec.cluster, spec.workload, config, settings)
-    except ValueError as exc:  # the configuration itself is invalid for this model
-        return Outcome(error=str(exc), feasible=False)
-    except ProfilingError as exc:
-        return Outcome(error=f"{exc.kind}: {exc}", feasible=False, details={"failure": exc.kind})
+    except (ValueError, ProfilingError) as exc:
+        return _failed_profile(exc)
     return measured_outcome(
         spec, result.metrics, result.predicted, result.memory_capacity_gib, result.details
     )
@@ -64,10 +70,8 @@ def evaluate_inference_profile(spec: InferenceJobSpec, config: InferenceConfig) 
     assert isinstance(settings, ProfileEvaluatorSpec)
     try:
         result = profile_serving(spec.model, spec.cluster, spec.workload, config, settings)
-    except ValueError as exc:  # the configuration itself is invalid for this model
-        return Outcome(error=str(exc), feasible=False)
-    except ProfilingError as exc:
-        return Outcome(error=f"{exc.kind}: {exc}", feasible=False, details={"failure": exc.kind})
+    except (ValueError, ProfilingError) as exc:
+        return _failed_profile(exc)
     return serving_outcome(
         spec, result.metrics, result.predicted, result.measured_estimate, result.details
     )
