@@ -16,19 +16,13 @@ from results.records import Recommendation
 from results.repository import JobNotFoundError
 from results.repository import JobRepository
 from tests.results.helpers import SPEC
+from tests.results.helpers import fetch
 from tests.results.helpers import trial
 
 
 def create(factory: sessionmaker[Session], name: str = "job", **kwargs: int) -> JobRecord:
     with session_scope(factory) as session:
         return JobRepository(session).create_job(SPEC, name, "training", **kwargs)
-
-
-def fetch(factory: sessionmaker[Session], job_id: str) -> JobRecord:
-    with session_scope(factory) as session:
-        job = JobRepository(session).get_job(job_id)
-    assert job is not None
-    return job
 
 
 def claim(factory: sessionmaker[Session], worker: str) -> JobRecord | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from results.repository import JobRepository
 from search_spaces.job_spec import parse_job_spec
 from tests.api.conftest import SMALL_SPEC
 from tests.api.test_command_evaluator_api import SPEC as COMMAND_SPEC
+from tests.results.helpers import fetch
+from tests.results.helpers import wait_for
 from tuner.dispatch import LocalExecutor
 from tuner.runner import JobRunner
 
@@ -62,28 +63,6 @@ def submit(factory: sessionmaker[Session], spec: dict[str, Any], name: str) -> J
         return JobRepository(session).create_job(stored, name, "training")
 
 
-def fetch(factory: sessionmaker[Session], job_id: str) -> JobRecord:
-    with session_scope(factory) as session:
-        job = JobRepository(session).get_job(job_id)
-    assert job is not None
-    return job
-
-
-def wait_for(
-    factory: sessionmaker[Session],
-    job_id: str,
-    check: Callable[[JobRecord], bool],
-    timeout_s: float = 60,
-) -> JobRecord:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = fetch(factory, job_id)
-        if check(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never got there: {fetch(factory, job_id)}")
-
-
 def runner(factory: sessionmaker[Session], templates: dict[str, str] | None) -> JobRunner:
     return JobRunner(
         factory,
@@ -110,11 +89,13 @@ def test_command_jobs_run_only_on_the_runner_that_allow_lists_them(
     plain = runner(factory, None)  # its operator allows no command
     plain.start(sweep_stale=False)
     try:
-        done = wait_for(factory, training.id, lambda j: j.status == "succeeded")
+        done = wait_for(factory, training.id, lambda j: j.status == "succeeded", timeout_s=60)
         assert done.worker_id == plain.worker_id
         # The older row passed the claim filter once, failed the spec check and went back
         # with its columns filled in; the plain runner keeps polling and claims neither again.
-        wait_for(factory, older.id, lambda j: j.status == "queued" and j.worker_id is None)
+        wait_for(
+            factory, older.id, lambda j: j.status == "queued" and j.worker_id is None, timeout_s=60
+        )
         with session_scope(factory) as session:
             row = session.execute(
                 sa.text("SELECT evaluator_type, command_sha256 FROM jobs WHERE id = :id"),
@@ -129,7 +110,9 @@ def test_command_jobs_run_only_on_the_runner_that_allow_lists_them(
         bench.start(sweep_stale=False)
         try:
             for job_id in (admitted.id, older.id):
-                job = wait_for(factory, job_id, lambda j: j.status in ("succeeded", "failed"))
+                job = wait_for(
+                    factory, job_id, lambda j: j.status in ("succeeded", "failed"), timeout_s=60
+                )
                 assert (job.status, job.worker_id) == ("succeeded", bench.worker_id), job.error
                 assert job.trials_done == 2
         finally:

@@ -24,6 +24,7 @@ from results.records import JobRecord
 from results.repository import JobRepository
 from search_spaces.job_spec import parse_job_spec
 from tests.api.conftest import SMALL_SPEC
+from tests.results.helpers import fetch
 from tuner.dispatch import LocalExecutor
 from tuner.runner import JobRunner
 from tuner.runner import execute_job
@@ -49,13 +50,6 @@ def submit(factory: sessionmaker[Session], spec: dict[str, Any] = SAMPLED) -> Jo
     stored = parse_job_spec(spec).model_dump(mode="json")
     with session_scope(factory) as session:
         return JobRepository(session).create_job(stored, "faults", "training")
-
-
-def fetch(factory: sessionmaker[Session], job_id: str) -> JobRecord:
-    with session_scope(factory) as session:
-        job = JobRepository(session).get_job(job_id)
-    assert job is not None
-    return job
 
 
 class SlowExecutor(LocalExecutor):

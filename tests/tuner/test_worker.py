@@ -5,8 +5,6 @@ a user's cancel still wins over a stop; `paretune worker` refuses bad options by
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +17,10 @@ from results.db import make_engine
 from results.db import make_session_factory
 from results.db import session_scope
 from results.db import upgrade_to_head
-from results.records import JobRecord
 from results.repository import JobRepository
+from tests.results.helpers import fetch
+from tests.results.helpers import wait_for
 from tests.tuner.test_runner_faults import SlowExecutor
-from tests.tuner.test_runner_faults import fetch
 from tests.tuner.test_runner_faults import submit
 from tuner.cli import app
 from tuner.runner import JobRunner
@@ -38,21 +36,6 @@ def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def wait_for(
-    factory: sessionmaker[Session],
-    job_id: str,
-    check: Callable[[JobRecord], bool],
-    timeout_s: float = 30,
-) -> JobRecord:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = fetch(factory, job_id)
-        if check(job):
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never got there: {fetch(factory, job_id)}")
-
-
 def test_a_stopping_runner_gives_its_job_back_and_the_next_one_finishes_it(
     factory: sessionmaker[Session],
 ) -> None:
@@ -60,7 +43,7 @@ def test_a_stopping_runner_gives_its_job_back_and_the_next_one_finishes_it(
     first = JobRunner(factory, lambda: SlowExecutor(0.2), heartbeat_s=0.1, stale_after_s=60)
     first.start(sweep_stale=False)
     try:
-        wait_for(factory, job.id, lambda j: j.trials_done >= 4)
+        wait_for(factory, job.id, lambda j: j.trials_done >= 4, timeout_s=30)
     finally:
         first.stop(timeout_s=10)
     assert not first.alive(), "the job thread ended with the stop"
@@ -71,7 +54,7 @@ def test_a_stopping_runner_gives_its_job_back_and_the_next_one_finishes_it(
     second = JobRunner(factory, lambda: SlowExecutor(0.0), heartbeat_s=0.1, stale_after_s=60)
     second.start(sweep_stale=False)
     try:
-        done = wait_for(factory, job.id, lambda j: j.status == "succeeded")
+        done = wait_for(factory, job.id, lambda j: j.status == "succeeded", timeout_s=30)
     finally:
         second.stop()
     assert (done.trials_done, done.worker_id) == (24, second.worker_id)
@@ -91,7 +74,7 @@ def test_a_cancel_during_the_stop_still_cancels(factory: sessionmaker[Session]) 
         factory, lambda: SlowExecutor(0.1, cancel_once), heartbeat_s=0.1, stale_after_s=60
     )
     runner.start(sweep_stale=False)
-    wait_for(factory, job.id, lambda j: j.cancel_requested)
+    wait_for(factory, job.id, lambda j: j.cancel_requested, timeout_s=30)
     runner.stop(timeout_s=10)
     assert fetch(factory, job.id).status == "cancelled"
 
