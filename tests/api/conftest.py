@@ -144,3 +144,21 @@ def pg_database(pg_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A session factory on a freshly migrated database, once per backend (PostgreSQL in a
+    database of its own, skipped with the reason when no server answers)."""
+    from results.db import make_engine
+    from results.db import make_session_factory
+    from results.db import upgrade_to_head
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'api.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    yield make_session_factory(engine)
+    engine.dispose()

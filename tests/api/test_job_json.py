@@ -5,20 +5,14 @@ names and errors that spell the placeholders the splice replaces."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 from api.job_json import job_json
 from api.job_json import job_list_json
 from api.schemas import JobList
-from results.db import make_engine
-from results.db import make_session_factory
 from results.db import session_scope
-from results.db import upgrade_to_head
 from results.repository import JobRepository
 from search_spaces.job_spec import parse_job_spec
 from tests.api.conftest import SMALL_SPEC
@@ -55,22 +49,5 @@ def check(factory: sessionmaker[Session]) -> None:
             assert json.loads(raw) == json.loads(page.model_dump_json()), (status, limit)
 
 
-@pytest.fixture
-def sqlite_factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    upgrade_to_head(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-def test_jobs_match_the_records_on_sqlite(sqlite_factory: sessionmaker[Session]) -> None:
-    check(sqlite_factory)
-
-
-def test_jobs_match_the_records_on_postgresql(pg_database: str) -> None:
-    engine = make_engine(pg_database)
-    upgrade_to_head(engine)
-    try:
-        check(make_session_factory(engine))
-    finally:
-        engine.dispose()
+def test_jobs_match_the_records(migrated_factory: sessionmaker[Session]) -> None:
+    check(migrated_factory)

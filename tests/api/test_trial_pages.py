@@ -5,19 +5,14 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 from api.schemas import TrialPage
 from api.trial_pages import trial_page_json
-from results.db import make_engine
-from results.db import make_session_factory
 from results.db import session_scope
-from results.db import upgrade_to_head
 from results.repository import JobRepository
 from tests.results.helpers import trial
 
@@ -70,22 +65,5 @@ def check(factory: sessionmaker[Session]) -> None:
         assert trial_page_json(session, "no-such-job") == b'{"items":[],"total":0}'
 
 
-@pytest.fixture
-def sqlite_factory(tmp_path: Any) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'pages.db'}")
-    upgrade_to_head(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-def test_pages_match_the_records_on_sqlite(sqlite_factory: sessionmaker[Session]) -> None:
-    check(sqlite_factory)
-
-
-def test_pages_match_the_records_on_postgresql(pg_database: str) -> None:
-    engine = make_engine(pg_database)
-    upgrade_to_head(engine)
-    try:
-        check(make_session_factory(engine))
-    finally:
-        engine.dispose()
+def test_pages_match_the_records(migrated_factory: sessionmaker[Session]) -> None:
+    check(migrated_factory)
