@@ -200,7 +200,7 @@ def plain_optuna(doc: dict[str, Any], sampler: str, trials: int) -> tuple[float,
     spec = spec_for(doc, sampler, 0, trials)
     space, evaluate = build_space(spec), evaluator_for(spec)
     dists = space.to_optuna()
-    study = make_study(spec.objectives, make_sampler(spec.sampler, spec.budget.batch())[0])
+    study = make_study(spec.objectives, make_sampler(spec.sampler, spec.budget.batch(), space)[0])
     seen: dict[str, tuple[list[float], dict[str, float]]] = {}
 
     def objective(trial: optuna.Trial) -> list[float]:

@@ -28,7 +28,7 @@ from search_spaces.specs import InferenceWorkload
 from search_spaces.specs import ModelSpec
 from search_spaces.specs import TrainingWorkload
 
-SamplerName = Literal["auto", "tpe", "nsga2", "random", "gp"]
+SamplerName = Literal["auto", "bo", "tpe", "nsga2", "random", "gp"]
 
 
 MAX_DEFAULT_BATCH = 32

@@ -228,7 +228,7 @@ def run_search(
     state = _Evaluated(spec, existing)
     dispatching = DispatchingExecutor.for_spec(spec, executor)
     spec_json = json.dumps(spec.model_dump(mode="json"))
-    _, sampler_info = make_sampler(spec.sampler, spec.budget.batch())
+    _, sampler_info = make_sampler(spec.sampler, spec.budget.batch(), space)
     cancelled = False
     if plan.mode == "exhaustive":
         sampler_info = {"name": "exhaustive", "optuna_version": optuna.__version__}
@@ -326,7 +326,7 @@ def _sampled_search(
     """Optuna ask/tell in batches. Invalid points are told PRUNED and never dispatched;
     repeated points reuse their first evaluation; a stalled sampler gets unseen points
     enqueued. Returns True when stopped early."""
-    sampler, _ = make_sampler(spec.sampler, spec.budget.batch())
+    sampler, _ = make_sampler(spec.sampler, spec.budget.batch(), space)
     study = make_study(spec.objectives, sampler)
     dists = space.to_optuna()
     for t in state.by_key.values():

@@ -171,7 +171,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         "limits": {f"max_{chosen[0]}": draw(st.floats(min_value=0.1, max_value=1e6))},
         "budget": {"trials": draw(st.integers(min_value=1, max_value=100_000))},
         "sampler": {
-            "name": draw(st.sampled_from(["auto", "tpe", "nsga2", "random", "gp"])),
+            "name": draw(st.sampled_from(["auto", "bo", "tpe", "nsga2", "random", "gp"])),
             "seed": draw(st.integers(min_value=0, max_value=2**31)),
         },
     }

@@ -59,7 +59,7 @@ def test_sampled_search_respects_budget_and_never_repeats() -> None:
     assert result.plan.mode == "sampled"
     assert len(result.trials) <= 40
     assert len({t.config_key for t in result.trials}) == len(result.trials)
-    assert result.sampler["class"] == "TPESampler"
+    assert result.sampler["class"] == "ValidSetSampler"
     assert result.sampler["optuna_version"].startswith("5.")
 
 

@@ -44,7 +44,7 @@ def test_the_driver_asks_in_the_default_batches() -> None:
     result = run_search(spec, LocalExecutor(), ListSink(on_add=on_add))
     assert len(result.trials) == 100
     assert max(added) <= spec.budget.batch() == 4
-    assert result.sampler["class"] == "TPESampler"
+    assert result.sampler["class"] == "ValidSetSampler"
 
 
 def test_nsga2_population_follows_the_batch_and_generations_complete() -> None:

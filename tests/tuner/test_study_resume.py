@@ -71,7 +71,7 @@ def test_rehydrate_restores_every_trial_with_params_and_values(
     spec, trials = stored
     space = build_space(spec)
     dists = space.to_optuna()
-    study = make_study(spec.objectives, make_sampler(spec.sampler)[0])
+    study = make_study(spec.objectives, make_sampler(spec.sampler, space=space)[0])
     for t in trials:
         assert rehydrate(study, dists, t.config, _values(t, spec), None, space)
     restored = study.get_trials(deepcopy=False)
@@ -88,7 +88,7 @@ def test_points_outside_the_space_are_skipped(stored: tuple[InferenceJobSpec, li
     spec, trials = stored
     narrow = parse_job_spec({**SPEC, "space": {**SPEC["space"], "decode_tp": [1, 2]}})
     space = build_space(narrow)
-    study = make_study(spec.objectives, make_sampler(spec.sampler)[0])
+    study = make_study(spec.objectives, make_sampler(spec.sampler, space=space)[0])
     wide = [t for t in trials if (t.config.get("decode") or {}).get("tp") == 4]
     added = [rehydrate(study, space.to_optuna(), t.config, None, None, space) for t in wide]
     assert not any(added) and not study.trials
