@@ -67,7 +67,11 @@ class CalibrationFit(BaseModel):
 
 def fit_alpha_beta(benches: Sequence[CollectiveBench], op: str) -> tuple[float, float] | None:
     """(bus bandwidth bytes/s, latency s per ring step) of ``op``: relative least squares
-    of ``t = a + b * S`` (each size weighs the same however long it takes)."""
+    of ``t = a + b * S`` (each size weighs the same however long it takes).
+
+    When noise leaves no positive slope (a busy machine can time a small message slower
+    than a large one), the largest message's achieved bandwidth stands in, latency 0: a
+    lower bound on the bandwidth rather than no figure at all."""
     rows = [b for b in benches if b.op == op]
     if len(rows) < 2:
         return None
@@ -81,7 +85,10 @@ def fit_alpha_beta(benches: Sequence[CollectiveBench], op: str) -> tuple[float, 
     sxt = sum(wi * (x - mx) * (t - mt) for wi, x, t in zip(w, xs, ts, strict=True))
     slope = sxt / sxx if sxx > 0 else 0.0
     if slope <= 0:
-        return None
+        largest = max(rows, key=lambda r: r.size_bytes)
+        if largest.time_s <= 0:
+            return None
+        return BUS_FACTOR[op](n) * largest.size_bytes / largest.time_s, 0.0
     intercept = max(0.0, mt - slope * mx)
     return BUS_FACTOR[op](n) / slope, intercept / RING_STEPS[op](n)
 

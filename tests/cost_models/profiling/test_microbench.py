@@ -95,3 +95,8 @@ def test_alpha_beta_fit_recovers_bandwidth_and_latency() -> None:
     assert fitted[0] == pytest.approx(busbw, rel=1e-6)
     assert fitted[1] == pytest.approx(alpha, rel=1e-6)
     assert fit_alpha_beta(rows[:1], "all_reduce") is None
+    # Noise that leaves no positive slope: the largest message's bus bandwidth, latency 0.
+    noisy = [rows[0].model_copy(update={"time_s": rows[-1].time_s * 2}), rows[-1]]
+    low_bound = fit_alpha_beta(noisy, "all_reduce")
+    assert low_bound == pytest.approx((rows[-1].busbw_bytes_per_s, 0.0))
+    assert low_bound is not None and low_bound[0] < busbw
