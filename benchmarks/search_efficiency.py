@@ -60,6 +60,13 @@ SPECS: dict[str, dict[str, Any]] = {
         "cluster": {"gpu": "a100-80gb", "num_gpus": 64},
         "workload": {"seq_len": 4096, "global_batch_size": 1024},
     },
+    "serving llama-3.1-70b / 8 H200": {  # examples/llama-3.1-70b-h200-serving.yaml
+        "kind": "inference",
+        "model": "llama-3.1-70b",
+        "cluster": {"gpu": "h200-141gb", "num_gpus": 8},
+        "workload": {"input_len": 4000, "output_len": 500, "ttft_ms": 1000, "tpot_ms": 20},
+        "objectives": ["min:cost_per_million_tokens_usd", "max:tokens_per_s_per_user"],
+    },
 }
 
 
@@ -92,6 +99,8 @@ def hypervolume_2d(points: Sequence[Sequence[float]], reference: float = REFEREN
     for x, y in sorted((p[0], p[1]) for p in points if p[0] < reference and p[1] < reference):
         if not staircase or y < staircase[-1][1]:
             staircase.append((x, y))
+    if not staircase:
+        return 0.0
     edges = [x for x, _ in staircase[1:]] + [reference]
     return sum((nx - x) * (reference - y) for (x, y), nx in zip(staircase, edges, strict=True))
 

@@ -30,6 +30,7 @@ LENGTH_PRIOR_MEAN = math.log(0.5)  # features are scaled to [0, 1]
 LENGTH_PRIOR_SD = 1.5
 MAX_ITERATIONS = 60
 RESTARTS = 2
+OPTIMISE_CAP = 200  # points the hyperparameters are fitted on
 
 
 def _scaled_sq_distances(a: Array, b: Array, inv_length: Array) -> Array:
@@ -61,7 +62,10 @@ class GaussianProcess:
         self.mean_, self.scale_ = float(y.mean()), float(y.std()) or 1.0
         z = (y - self.mean_) / self.scale_
         if optimise and len(y) >= 3:
-            self._optimise(x, z)
+            pick = np.arange(len(y))
+            if len(y) > OPTIMISE_CAP:  # the marginal likelihood costs O(n^3) per step
+                pick = np.random.default_rng(len(y)).choice(len(y), OPTIMISE_CAP, replace=False)
+            self._optimise(x[pick], z[pick])
         self.x_ = x
         self._factor(z)
         return self

@@ -51,6 +51,9 @@ NEIGHBOUR_CHANGES = 2  # knobs that may differ from a front point to join the po
 MC_SAMPLES = 48
 OPTIMISM = 3.0  # standard deviations: beyond it a candidate's chance of improving is ignored
 STARTUP_TRIALS = 8
+REFIT_GROWTH = 1.1  # hyperparameters refitted once the told trials grew by 10%; else reused
+RESCORE_TOP = 1024  # candidates rescored by the asks after a batch's first
+FIT_CAP = 400  # trials the surrogates condition on
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,8 +70,10 @@ def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
     """Features in [0, 1] for the surrogate, and integer codes per knob for neighbourhoods.
 
     Numeric knobs (parallel degrees, batch sizes) are spaced by log2, since their effect is
-    multiplicative; booleans are 0/1; other values (names, ``None``) one column per value.
-    Constant knobs are dropped."""
+    multiplicative; where a knob is unused by some points (``None``: a disaggregated pool's
+    knobs on an aggregated point) those points get 0 and a column of their own marks them.
+    Booleans are 0/1; other values (names) get one column per value. Constant knobs are
+    dropped."""
     flat = [_flatten(c) for c in configs]
     names = sorted({k for f in flat for k in f})
     columns: list[Array] = []
@@ -80,13 +85,16 @@ def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
             continue
         index = {v: i for i, v in enumerate(distinct)}
         codes.append(np.array([index[v] for v in values], dtype=np.int32))
-        numeric = all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in distinct
-        )
-        if numeric:
-            raw = np.array(values, dtype=np.float64)
-            col = np.log2(raw) if raw.min() >= 1 else np.log2(raw + 1.0)
-            columns.append((col - col.min()) / (col.max() - col.min()))
+        present = [v for v in distinct if v is not None]
+        if present and all(_is_count(v) for v in present):
+            missing = np.array([v is None for v in values])
+            raw = np.array([1.0 if v is None else float(v) for v in values])
+            col = np.log2(raw) if min(present) >= 1 else np.log2(raw + 1.0)
+            col = np.where(missing, col[~missing].min(), col)
+            span = col.max() - col.min()
+            columns.append((col - col.min()) / span if span > 0 else np.zeros(len(col)))
+            if missing.any():
+                columns.append(missing.astype(np.float64))
         elif all(isinstance(v, bool) for v in distinct):
             columns.append(np.array(values, dtype=np.float64))
         else:
@@ -96,6 +104,10 @@ def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
     features = np.stack(columns, axis=1) if columns else np.zeros((n, 1))
     code_matrix = np.stack(codes, axis=1) if codes else np.zeros((n, 1), dtype=np.int32)
     return features, code_matrix
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _reservoir(points: Iterator[Any], size: int, limit: int, seed: int) -> list[Any]:
@@ -153,6 +165,7 @@ class _Model:
         losses: Array,
         constraints: Array,
         previous: _Model | None,
+        optimise: bool,
     ) -> None:
         self.x, self.losses, self.constraints = x, losses, constraints
         dims = x.shape[1]
@@ -160,7 +173,7 @@ class _Model:
         def fitted(old: list[GaussianProcess], y: Array) -> list[GaussianProcess]:
             """One GP per column, warm-started from the previous batch's."""
             return [
-                (old[j] if j < len(old) else GaussianProcess.new(dims)).fit(x, y[:, j])
+                (old[j] if j < len(old) else GaussianProcess.new(dims)).fit(x, y[:, j], optimise)
                 for j in range(y.shape[1])
             ]
 
@@ -174,23 +187,27 @@ class _Model:
 
 class _PoolPosterior:
     """Each surrogate's posterior on the pool, computed once per fit; asks within a batch
-    only shrink the variances for their pending points (``GaussianProcess.variance_after``)."""
+    only shrink the variances for their pending points (``GaussianProcess.variance_after``),
+    and only at the positions ``at`` they rescore."""
 
     def __init__(self, indices: np.ndarray, x: Array, model: _Model) -> None:
         self.indices, self.x = indices, x
         self.objective = [g.posterior(x) for g in model.objective_gps]
         self.constraint = [g.posterior(x) for g in model.constraint_gps]
+        self.first_scores: Array | None = None  # the batch's first ask, for the later ones
 
     def std(
         self,
         gps: list[GaussianProcess],
         posteriors: list[tuple[Array, Array, Array]],
         extra: Array | None,
+        at: np.ndarray,
     ) -> list[Array]:
         out = []
         for gp, (_, var, v) in zip(gps, posteriors, strict=True):
+            var = var[at]
             if extra is not None:
-                var = gp.variance_after(self.x, v, var, extra)
+                var = gp.variance_after(self.x[at], v[:, at], var, extra)
             out.append(np.sqrt(var))
         return out
 
@@ -208,6 +225,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         self._candidates: _Candidates | None = None
         self._model: _Model | None = None
         self._model_told = -1
+        self._optimised_at = 0
         self._pool: _PoolPosterior | None = None
         self._index_cache: dict[int, int | None] = {}
 
@@ -315,6 +333,8 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         the last fit (once per batch)."""
         if self._model is not None and self._model_told == len(told):
             return
+        n_told = len(told)
+        told = self._fit_subset(study, told)
         index = np.array([self._index_of(t) for t in told])
         x = candidates.features[index]
         values = np.array([t.values for t in told], dtype=np.float64)
@@ -327,10 +347,34 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         constraints = _symlog(
             np.array([[float(t.constraints.get(n, 0.0)) for n in names] for t in told])
         ).reshape(len(told), len(names))
-        self._model = _Model(x, losses, constraints, self._model)
-        self._model_told = len(told)
+        optimise = self._model is None or n_told >= REFIT_GROWTH * self._optimised_at
+        self._model = _Model(x, losses, constraints, self._model, optimise)
+        self._model_told = n_told
+        if optimise:
+            self._optimised_at = n_told
         pool = self._make_pool(candidates, index, losses, constraints)
         self._pool = _PoolPosterior(pool, candidates.features[pool], self._model)
+
+    def _fit_subset(self, study: optuna.Study, told: list[FrozenTrial]) -> list[FrozenTrial]:
+        """At most ``FIT_CAP`` trials to condition on (exact GP inference is cubic in them):
+        the feasible front, the best feasible trials by each objective, then a random rest."""
+        if len(told) <= FIT_CAP:
+            return told
+        feasible = [t for t in told if all(v <= 0 for v in t.constraints.values())]
+        signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+        keep: dict[int, FrozenTrial] = {}
+        if feasible:
+            scored = [[s * v for s, v in zip(signs, t.values, strict=True)] for t in feasible]
+            for i in pareto_indices(scored)[: FIT_CAP // 4]:
+                keep.setdefault(feasible[i].number, feasible[i])
+            per_objective = FIT_CAP // (4 * len(signs))
+            for j in range(len(signs)):
+                for i in np.argsort([row[j] for row in scored])[:per_objective]:
+                    keep.setdefault(feasible[i].number, feasible[i])
+        rest = [t for t in told if t.number not in keep]
+        for i in self.rng.permutation(len(rest))[: FIT_CAP - len(keep)]:
+            keep[rest[i].number] = rest[i]
+        return sorted(keep.values(), key=lambda t: t.number)
 
     def _natural(self, modelled: Array) -> Array:
         """Losses from the surrogates' space (log where positive) back to the metrics' own
@@ -364,31 +408,54 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         unseen: np.ndarray,
         seen: set[int],
     ) -> int:
+        """The open pool candidate with the best acquisition. The batch's first ask scores
+        the whole pool; later asks (with pending points) rescore its ``RESCORE_TOP`` best,
+        since pending points only lower scores."""
         self._fit(study, candidates, told)
         model, pool = self._model, self._pool
         assert model is not None and pool is not None
-        open_ = ~np.isin(pool.indices, np.fromiter(seen, dtype=np.int64))
-        if not open_.any():
+        open_ = np.nonzero(~np.isin(pool.indices, np.fromiter(seen, dtype=np.int64)))[0]
+        if len(open_) == 0:
             return int(self.rng.choice(unseen))
         pending = self._pending(study.get_trials(deepcopy=False), -1)
+        at = open_
+        if pending and pool.first_scores is not None and len(open_) > RESCORE_TOP:
+            at = open_[np.argsort(-pool.first_scores[open_], kind="stable")[:RESCORE_TOP]]
+        score = self._score(model, pool, candidates, pending, at)
+        if not pending:
+            pool.first_scores = np.full(len(pool.indices), -np.inf)
+            pool.first_scores[at] = score
+        return int(pool.indices[at][int(np.argmax(score))])
+
+    def _score(
+        self,
+        model: _Model,
+        pool: _PoolPosterior,
+        candidates: _Candidates,
+        pending: list[int],
+        at: np.ndarray,
+    ) -> Array:
+        """Acquisition at pool positions ``at``: expected improvement of the front times the
+        probability of meeting the constraints (that probability alone until a feasible
+        point is known)."""
         extra = candidates.features[pending] if pending else None
-        objective_std = pool.std(model.objective_gps, pool.objective, extra)
-        constraint_std = pool.std(model.constraint_gps, pool.constraint, extra)
-        p_feasible = np.ones(len(pool.indices))
+        objective_std = pool.std(model.objective_gps, pool.objective, extra, at)
+        constraint_std = pool.std(model.constraint_gps, pool.constraint, extra, at)
+        p_feasible = np.ones(len(at))
         for (mean, _, _), std in zip(pool.constraint, constraint_std, strict=True):
-            p_feasible *= ndtr(-mean / std)
+            p_feasible *= ndtr(-mean[at] / std)
         losses, feasible = model.losses, np.all(model.constraints <= 0, axis=1)
         if pending:  # the Kriging believer: pending points count as their predicted values
-            at = candidates.features[pending]
-            guess = np.stack([g.predict(at)[0] for g in model.objective_gps], axis=1)
+            where = candidates.features[pending]
+            guess = np.stack([g.predict(where)[0] for g in model.objective_gps], axis=1)
             ok = np.ones(len(pending), dtype=bool)
             for g in model.constraint_gps:
-                ok &= g.predict(at)[0] <= 0
+                ok &= g.predict(where)[0] <= 0
             losses, feasible = np.vstack([losses, guess]), np.concatenate([feasible, ok])
         if not feasible.any():
-            return int(pool.indices[open_][int(np.argmax(p_feasible[open_]))])
-        mean = np.stack([m for m, _, _ in pool.objective], axis=1)[open_]
-        std = np.stack(objective_std, axis=1)[open_]
+            return p_feasible
+        mean = np.stack([m[at] for m, _, _ in pool.objective], axis=1)
+        std = np.stack(objective_std, axis=1)
         front = losses[feasible]
         if losses.shape[1] == 2:
             observed = model.losses[np.all(model.constraints <= 0, axis=1)]
@@ -396,10 +463,10 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
             gain = self._ehvi_2d(mean, std, self._natural(front), self._natural(observed))
         else:
             gain = self._scalarised_ei(mean, std, front)
-        score = gain * p_feasible[open_]
-        if not np.any(score > 0):
-            score = p_feasible[open_] * std.sum(1)  # nothing to gain by the model: explore
-        return int(pool.indices[open_][int(np.argmax(score))])
+        score: Array = gain * p_feasible
+        if not np.any(score > 0):  # nothing to gain by the model's account: explore
+            score = 1e-12 * p_feasible * std.sum(1)
+        return score
 
     def _ehvi_2d(self, mean: Array, std: Array, front: Array, observed: Array) -> Array:
         """Monte-Carlo expected hypervolume improvement of each candidate over ``front``
