@@ -60,3 +60,15 @@ def config_hash(data: Any) -> str:
     """Content hash of JSON-able data (sorted keys), 16 hex digits."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flatten_config(config: dict[str, Any], sep: str = "_", prefix: str = "") -> dict[str, Any]:
+    """A stored configuration with nested sections as flat names: ``{"prefill": {"tp": 2}}``
+    becomes ``prefill_tp`` (the space's knob names; ``sep="."`` for display columns)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, sep, f"{prefix}{key}{sep}"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from search_spaces.config import flatten_config
 from tuner.driver import SearchResult
 from tuner.hybrid import describe as describe_hybrid
 from tuner.kinds import AnyJobSpec
@@ -49,17 +50,6 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested pools (``prefill: {tp: 2}``) become ``prefill.tp`` columns."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def varying_knobs(configs: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
     """Knobs that differ across ``configs`` (table columns) and the ones fixed for all."""
     varying, fixed = [], {}
@@ -81,7 +71,7 @@ def print_front(console: Console, spec: AnyJobSpec, job_id: str, result: SearchR
         f"job {job_id}: {plan.mode} search, {len(result.trials)} configurations evaluated "
         f"({feasible} fit), {len(result.front)} on the Pareto front"
     )
-    flat = {t.number: flatten(t.config) for t in result.front}
+    flat = {t.number: flatten_config(t.config, sep=".") for t in result.front}
     varying, fixed = varying_knobs(list(flat.values()))
     table = Table(title="Pareto front (* = recommended)", pad_edge=False)
     table.add_column("#", justify="right", no_wrap=True)

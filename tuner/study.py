@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
+from search_spaces.config import flatten_config
 from search_spaces.job_spec import SamplerSpec
 from search_spaces.objectives import Objective
 from search_spaces.space import SearchSpace
@@ -96,7 +97,7 @@ def stored_params(
     unused ones arbitrary, so unused knobs get a fill value here; with ``space`` the result is
     checked by decoding it back to exactly the stored configuration.
     """
-    flat = _flatten(config)
+    flat = flatten_config(config)
     params: dict[str, Any] = {}
     unused: list[str] = []
     for name, dist in distributions.items():
@@ -142,17 +143,6 @@ def rehydrate(
     )
     study.add_trial(trial)
     return True
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested sections as flat knob names: ``{"prefill": {"tp": 2}}`` -> ``prefill_tp``."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}_"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _json(config: dict[str, Any]) -> Any:

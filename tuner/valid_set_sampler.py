@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from scipy.special import ndtr
 from threadpoolctl import threadpool_limits
 
+from search_spaces.config import flatten_config
 from search_spaces.space import SearchSpace
 from tuner.gp_surrogate import Array
 from tuner.gp_surrogate import GaussianProcess
@@ -56,16 +57,6 @@ RESCORE_TOP = 1024  # candidates rescored by the asks after a batch's first
 FIT_CAP = 400  # trials the surrogates condition on
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}_"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
     """Features in [0, 1] for the surrogate, and integer codes per knob for neighbourhoods.
 
@@ -74,7 +65,7 @@ def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
     knobs on an aggregated point) those points get 0 and a column of their own marks them.
     Booleans are 0/1; other values (names) get one column per value. Constant knobs are
     dropped."""
-    flat = [_flatten(c) for c in configs]
+    flat = [flatten_config(c) for c in configs]
     names = sorted({k for f in flat for k in f})
     columns: list[Array] = []
     codes: list[np.ndarray] = []
