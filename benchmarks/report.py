@@ -135,7 +135,8 @@ def efficiency_section(report: dict[str, Any]) -> list[str]:
         "",
         f"### Tuner overhead per trial ({report['overhead_spec']}, {report['trials']} trials)",
         "",
-        "Plain in-process Optuna (`study.optimize`, same objective, same sampler and seed) "
+        "Plain in-process Optuna (ask/tell in the same batches, same objective, same sampler "
+        "and seed) "
         "against paretune's `run_search` with the Ray executor and the SQLite database sink, "
         "in the same process and run (Ray started and its workers warmed first); both divide "
         "by the distinct configurations evaluated (plain Optuna answers a repeat from a "
