@@ -1,4 +1,5 @@
-"""A small Gaussian process (Matérn 5/2, one length scale per feature) in NumPy.
+"""A small Gaussian process (Matérn 5/2 with a length scale per feature, plus a linear term)
+in NumPy.
 
 The valid-set sampler (``tuner/valid_set_sampler.py``) needs a surrogate it can fit in tens of
 milliseconds on a few hundred trials and evaluate on thousands of candidate configurations per
@@ -46,7 +47,7 @@ def _matern52(r: Array) -> Array:
 
 @dataclass
 class GaussianProcess:
-    """Zero-mean GP on standardised targets; ``fit`` then ``predict``."""
+    """Zero-mean GP on standardised targets (``fit`` then ``predict``)."""
 
     log_length: Array
     log_signal: float = 0.0

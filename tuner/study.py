@@ -27,13 +27,13 @@ def make_sampler(
 
     ``auto`` (the default, also named ``bo``) is paretune's Bayesian optimisation over the
     enumerated valid points (``tuner/valid_set_sampler.py``), which needs the job's ``space``.
-    On the benchmark spaces (benchmarks/search_efficiency.py) it reached 0.97-0.99 of the
-    exhaustive hypervolume within 50 trials where multivariate TPE with constant liar
-    (``tpe``, Optuna 5's own multi-objective default and paretune's default before) reached
-    0.92-0.94, NSGA-II and random search less; Optuna's GP proposes in the box of all knob
-    values, where most points are invalid, and costs seconds per ask. Projecting TPE's
-    invalid proposals onto the nearest valid points was tried and scored lower than pruning
-    them (with random valid points when the sampler stalls).
+    On the benchmark's training spaces (benchmarks/search_efficiency.py) it reached
+    0.955-0.995 of the exhaustive hypervolume within 50 trials where multivariate TPE with
+    constant liar (``tpe``, Optuna 5's own multi-objective default and paretune's default
+    before) reached 0.92-0.94, NSGA-II and random search less; Optuna's GP proposes in the
+    box of all knob values, where most points are invalid, and costs seconds per ask.
+    Projecting TPE's invalid proposals onto the nearest valid points was tried and scored
+    lower than pruning them (with random valid points when the sampler stalls).
 
     NSGA-II's population is sized to the ``batch`` (at least 8): with the default 50 and
     batches of 8-32 asked before any is told, its first generation never completed and it

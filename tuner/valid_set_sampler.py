@@ -6,8 +6,8 @@ spends its asks on points the rules reject, and learns little from them. paretun
 enumerate the valid points, so this sampler scores those directly:
 
 1. Candidates: the valid configurations (a uniform sample of ``CANDIDATE_CAP`` of them on
-   larger spaces), encoded as
-   features: log2 of numeric knobs, 0/1 flags, one-hot categories, scaled to [0, 1].
+   larger spaces), encoded as features: log2 of numeric knobs, 0/1 flags, one-hot
+   categories, scaled to [0, 1].
 2. A first batch spread over the space (greedy max-min distance from a random start).
 3. Then one Gaussian process per objective (log of positive metrics) and per constraint,
    refitted once per told batch, and each ask takes the unseen candidate with the highest
@@ -17,9 +17,15 @@ enumerate the valid points, so this sampler scores those directly:
 4. Asks within one batch see the batch's pending points as fantasies at their predicted
    values (the Kriging believer), which spreads a batch along the front.
 
-Large spaces score a random ``POOL_SIZE`` of candidates per batch plus every candidate one or
-two knob changes away from the current front, where the front usually moves.
-Measured against the exhaustive front by ``benchmarks/search_efficiency.py``.
+Cost is kept to tens of milliseconds an ask: spaces of more than ``2 * POOL_SIZE`` candidates
+score a random ``POOL_SIZE`` of them per batch plus every candidate one or two knob changes
+away from the current front, where the front usually moves; the surrogates condition on at
+most ``FIT_CAP`` trials and refit their hyperparameters only as the data grows; the asks after
+a batch's first rescore only its ``RESCORE_TOP`` best candidates.
+
+Measured against the exhaustive front by ``benchmarks/search_efficiency.py``. Known weakness:
+a region whose first few points looked poor (on the serving benchmark, aggregated workers)
+is revisited late, since nothing but its uncertainty speaks for it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from search_spaces.space import SearchSpace
 from tuner.gp_surrogate import Array
 from tuner.gp_surrogate import GaussianProcess
 from tuner.pareto import pareto_indices
+from tuner.study import stored_params
 
 CANDIDATE_CAP = 100_000  # candidates scored (about 6 s to encode at the cap)
 ENUMERATION_CAP = 1_000_000  # valid points enumerated to sample them from (about 4 s)
@@ -127,8 +134,6 @@ class _Candidates:
     """The valid configurations, their Optuna params, features and codes."""
 
     def __init__(self, space: SearchSpace, dists: dict[str, BaseDistribution], seed: int):
-        from tuner.study import stored_params
-
         rng = np.random.default_rng(seed)
         configs = _reservoir(space.enumerate(), CANDIDATE_CAP, ENUMERATION_CAP, seed)
         self.params: list[dict[str, Any]] = []
