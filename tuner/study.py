@@ -48,6 +48,7 @@ def make_sampler(
         from tuner.valid_set_sampler import ValidSetSampler
 
         sampler = ValidSetSampler(space, seed=spec.seed)
+        args |= sampler.settings()  # recorded with the job, so a result can be reproduced
     elif name == "tpe":
         args |= {"multivariate": True, "constant_liar": True}
         sampler = optuna.samplers.TPESampler(**args)

@@ -52,6 +52,7 @@ from tuner.gp_surrogate import GaussianProcess
 from tuner.pareto import pareto_indices
 from tuner.study import stored_params
 
+SAMPLER_VERSION = 1  # raise when a change alters the proposals for the same seed
 CANDIDATE_CAP = 100_000  # candidates scored (about 6 s to encode at the cap)
 ENUMERATION_CAP = 1_000_000  # valid points enumerated to sample them from (about 4 s)
 POOL_SIZE = 16384
@@ -224,6 +225,17 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         self._optimised_at = 0
         self._pool: _PoolPosterior | None = None
         self._index_cache: dict[int, int | None] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """The constants that shape this sampler's proposals, for the job's record."""
+        return {
+            "version": SAMPLER_VERSION,
+            "startup_trials": self.n_startup or STARTUP_TRIALS,
+            "candidate_cap": CANDIDATE_CAP,
+            "pool_size": POOL_SIZE,
+            "fit_cap": FIT_CAP,
+            "mc_samples": MC_SAMPLES,
+        }
 
     # -- Optuna's sampler interface ---------------------------------------------------------
 

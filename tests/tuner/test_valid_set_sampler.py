@@ -51,6 +51,7 @@ def test_every_ask_is_a_new_valid_point(studies: list[optuna.Study]) -> None:
     spec = _sampled("auto", 60)
     result = run_search(spec, LocalExecutor(), ListSink())
     assert result.sampler["class"] == "ValidSetSampler"
+    assert result.sampler["args"]["seed"] == 0 and result.sampler["args"]["version"] >= 1
     (study,) = studies
     space = build_space(spec)
     asked = [space.decode(t.params) for t in study.trials]
