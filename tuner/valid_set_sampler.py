@@ -24,8 +24,8 @@ most ``FIT_CAP`` trials and refit their hyperparameters only as the data grows; 
 a batch's first rescore only its ``RESCORE_TOP`` best candidates.
 
 Measured against the exhaustive front by ``benchmarks/search_efficiency.py``. Known weakness:
-a region whose first few points looked poor (on the serving benchmark, aggregated workers)
-is revisited late, since nothing but its uncertainty speaks for it.
+a region whose first few points looked poor is revisited late, since nothing but its
+uncertainty speaks for it.
 """
 
 from __future__ import annotations
@@ -63,14 +63,18 @@ STARTUP_TRIALS = 8
 REFIT_GROWTH = 1.1  # hyperparameters refitted once the told trials grew by 10%; else reused
 RESCORE_TOP = 1024  # candidates rescored by the asks after a batch's first
 FIT_CAP = 400  # trials the surrogates condition on
+NONE_AT = 0.5  # the scaled value of an unused numeric knob: the middle, no side taken
 
 
 def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
     """Features in [0, 1] for the surrogate, and integer codes per knob for neighbourhoods.
 
     Numeric knobs (parallel degrees, batch sizes) are spaced by log2, since their effect is
-    multiplicative; where a knob is unused by some points (``None``: a disaggregated pool's
-    knobs on an aggregated point) those points get 0 and a column of their own marks them.
+    multiplicative. Where a knob is ``None`` for some points (a disaggregated pool's knobs on
+    an aggregated point, a backend's default batch) those points sit in the middle of its
+    scale and a column of their own marks them: at the low end they read as "a small batch",
+    which on the serving benchmark hid the best aggregated point for 130-180 trials (found
+    within 100 in the middle).
     Booleans are 0/1; other values (names) get one column per value. Constant knobs are
     dropped."""
     flat = [flatten_config(c) for c in configs]
@@ -89,9 +93,9 @@ def encode(configs: Sequence[dict[str, Any]]) -> tuple[Array, np.ndarray]:
             missing = np.array([v is None for v in values])
             raw = np.array([1.0 if v is None else float(v) for v in values])
             col = np.log2(raw) if min(present) >= 1 else np.log2(raw + 1.0)
-            col = np.where(missing, col[~missing].min(), col)
-            span = col.max() - col.min()
-            columns.append((col - col.min()) / span if span > 0 else np.zeros(len(col)))
+            low, high = col[~missing].min(), col[~missing].max()
+            scaled = (col - low) / (high - low) if high > low else np.zeros(len(col))
+            columns.append(np.where(missing, NONE_AT, scaled))
             if missing.any():
                 columns.append(missing.astype(np.float64))
         elif all(isinstance(v, bool) for v in distinct):

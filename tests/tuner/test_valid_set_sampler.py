@@ -142,3 +142,9 @@ def test_encoding_log_spaces_numbers_and_one_hot_encodes_names() -> None:
     tp = features[:, -1]
     assert tp.tolist() == pytest.approx([0.0, 1 / 3, 1.0])  # log2 spacing
     assert codes.shape == (3, 4)
+
+
+def test_unused_numeric_knobs_sit_mid_scale_with_a_marker_column() -> None:
+    configs = [{"batch": 8}, {"batch": 128}, {"batch": None}]
+    features, _ = encode(configs)
+    assert features.tolist() == [[0.0, 0.0], [1.0, 0.0], [0.5, 1.0]]
