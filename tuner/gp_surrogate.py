@@ -30,7 +30,6 @@ LOG_LINEAR_BOUNDS = (math.log(1e-4), math.log(10.0))
 LENGTH_PRIOR_MEAN = math.log(0.5)  # features are scaled to [0, 1]
 LENGTH_PRIOR_SD = 1.5
 MAX_ITERATIONS = 60
-RESTARTS = 2
 OPTIMISE_CAP = 200  # points the hyperparameters are fitted on
 
 
@@ -124,8 +123,7 @@ class GaussianProcess:
             LOG_LINEAR_BOUNDS,
         ]
         low, high = [b[0] for b in bounds], [b[1] for b in bounds]
-        fresh = GaussianProcess.new(dims)
-        starts = [self._theta(), fresh._theta()] if RESTARTS > 1 else [self._theta()]
+        starts = [self._theta(), GaussianProcess.new(dims)._theta()]
         diff2 = (x[:, None, :] - x[None, :, :]) ** 2  # (n, n, dims), reused by every step
         dot = (x - 0.5) @ (x - 0.5).T
         best: tuple[float, Array] | None = None

@@ -135,6 +135,11 @@ def _symlog(values: Array) -> Array:
     return out
 
 
+def _loss_signs(study: optuna.Study) -> Array:
+    """-1 for maximised objectives, 1 for minimised: values times these are losses."""
+    return np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+
+
 class _Candidates:
     """The valid configurations, their Optuna params, features and codes."""
 
@@ -142,16 +147,18 @@ class _Candidates:
         rng = np.random.default_rng(seed)
         configs = _reservoir(space.enumerate(), CANDIDATE_CAP, ENUMERATION_CAP, seed)
         self.params: list[dict[str, Any]] = []
-        kept = []
+        self.keys: list[str] = []
+        dumped = []
         for config in configs:
-            params = stored_params(dists, config.model_dump(mode="json"))
+            data = config.model_dump(mode="json")
+            params = stored_params(dists, data)
             if params is not None:
                 self.params.append(params)
-                kept.append(config)
-        self.keys = [c.key() for c in kept]
+                self.keys.append(config.key())
+                dumped.append(data)
         self.index = {k: i for i, k in enumerate(self.keys)}
-        self.features, self.codes = encode([c.model_dump(mode="json") for c in kept])
-        self.order = rng.permutation(len(kept))  # the random part of large pools
+        self.features, self.codes = encode(dumped)
+        self.order = rng.permutation(len(self.keys))  # the random part of large pools
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -168,7 +175,7 @@ class _Model:
         previous: _Model | None,
         optimise: bool,
     ) -> None:
-        self.x, self.losses, self.constraints = x, losses, constraints
+        self.losses, self.constraints = losses, constraints
         dims = x.shape[1]
 
         def fitted(old: list[GaussianProcess], y: Array) -> list[GaussianProcess]:
@@ -263,7 +270,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         if len(candidates) == 0:
             return {}
         trials = study.get_trials(deepcopy=False)
-        seen = self._seen(trials, trial.number)
+        seen, pending = self._asked(trials, trial.number)
         unseen = np.setdiff1d(np.arange(len(candidates)), np.fromiter(seen, dtype=np.int64))
         if len(unseen) == 0:
             return {}  # every valid point asked: the driver notices and stops
@@ -278,7 +285,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         if len(told) < startup:
             chosen = self._spread(candidates, unseen, seen)
         else:
-            chosen = self._acquire(study, candidates, told, unseen, seen)
+            chosen = self._acquire(study, candidates, told, unseen, seen, pending)
         return dict(candidates.params[chosen])
 
     def sample_independent(
@@ -310,25 +317,20 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         self._index_cache[trial.number] = index
         return index
 
-    def _seen(self, trials: Sequence[FrozenTrial], current: int) -> set[int]:
-        """Candidates already asked (any state but pruned), the pending ones included."""
-        out = set()
+    def _asked(self, trials: Sequence[FrozenTrial], current: int) -> tuple[set[int], list[int]]:
+        """Candidates already asked (any state but pruned), and those of them still pending
+        (asked earlier in this batch, not yet told)."""
+        seen: set[int] = set()
+        pending: list[int] = []
         for t in trials:
             if t.number == current or t.state == TrialState.PRUNED or not t.params:
                 continue
             index = self._index_of(t)
             if index is not None:
-                out.add(index)
-        return out
-
-    def _pending(self, trials: Sequence[FrozenTrial], current: int) -> list[int]:
-        out = []
-        for t in trials:
-            if t.state == TrialState.RUNNING and t.number != current and t.params:
-                index = self._index_of(t)
-                if index is not None:
-                    out.append(index)
-        return out
+                seen.add(index)
+                if t.state == TrialState.RUNNING:
+                    pending.append(index)
+        return seen, pending
 
     def _spread(self, candidates: _Candidates, unseen: np.ndarray, seen: set[int]) -> int:
         """The unseen candidate farthest from every asked one (a random one at first)."""
@@ -350,9 +352,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         index = np.array([self._index_of(t) for t in told])
         x = candidates.features[index]
         values = np.array([t.values for t in told], dtype=np.float64)
-        self._sign = np.array(
-            [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-        )
+        self._sign = _loss_signs(study)
         self._logged = np.all(values > 0, axis=0)  # positive metrics are modelled in log
         losses = self._sign * np.where(self._logged, np.log(np.abs(values) + 1e-300), values)
         names = sorted({name for t in told for name in t.constraints})
@@ -373,10 +373,10 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         if len(told) <= FIT_CAP:
             return told
         feasible = [t for t in told if all(v <= 0 for v in t.constraints.values())]
-        signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+        signs = _loss_signs(study)
         keep: dict[int, FrozenTrial] = {}
         if feasible:
-            scored = [[s * v for s, v in zip(signs, t.values, strict=True)] for t in feasible]
+            scored = [list(signs * np.array(t.values)) for t in feasible]
             for i in pareto_indices(scored)[: FIT_CAP // 4]:
                 keep.setdefault(feasible[i].number, feasible[i])
             per_objective = FIT_CAP // (4 * len(signs))
@@ -419,6 +419,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         told: list[FrozenTrial],
         unseen: np.ndarray,
         seen: set[int],
+        pending: list[int],
     ) -> int:
         """The open pool candidate with the best acquisition. The batch's first ask scores
         the whole pool; later asks (with pending points) rescore its ``RESCORE_TOP`` best,
@@ -429,7 +430,6 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
         open_ = np.nonzero(~np.isin(pool.indices, np.fromiter(seen, dtype=np.int64)))[0]
         if len(open_) == 0:
             return int(self.rng.choice(unseen))
-        pending = self._pending(study.get_trials(deepcopy=False), -1)
         at = open_
         if pending and pool.first_scores is not None and len(open_) > RESCORE_TOP:
             at = open_[np.argsort(-pool.first_scores[open_], kind="stable")[:RESCORE_TOP]]
