@@ -265,7 +265,7 @@ class ValidSetSampler(optuna.samplers.BaseSampler):
 
     def _sample(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         """The next candidate's params. One BLAS thread: the matrices are a few hundred
-        rows, where threads cost more than they save (5x on a busy two-core machine)."""
+        rows, where threads cost more than they save on a busy machine."""
         candidates = self._candidates_for()
         if len(candidates) == 0:
             return {}
